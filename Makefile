@@ -1,0 +1,23 @@
+# One place for the commands a user types. Data: the shared CIFAR-10 shards when this checkout has them,
+# else torchvision downloads into data/ (override with GAN_DATA_ROOT=DIR).
+PY ?= .venv/bin/python
+EXP ?= baseline
+SHARED := $(abspath ../shared/data/cifar10)
+export GAN_DATA_ROOT ?= $(if $(wildcard $(SHARED)/train-*.npz),$(SHARED),data)
+
+.PHONY: install train test bench tensorboard clean-logs
+
+install:
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+
+train:
+	$(PY) -m gan train $(EXP) $(ARGS)
+
+test:
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+tensorboard:
+	$(PY) -m tensorboard.main --logdir logs --host 127.0.0.1 --port $${PORT:-6006}

@@ -1,0 +1,281 @@
+"""Experiment config: plain typed dataclasses, read from TOML, every key validated with a clear message.
+
+Each field's `metadata` carries its documentation and allowed values; `gan keys` prints them and the
+README table is made from the same source, so a default can't drift from its documentation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gan.errors import GanError
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+
+
+def _f(default, doc: str, *, choices=None, min=None, max=None, min_open=False, factory=False):
+    meta = {"doc": doc, "choices": choices, "min": min, "max": max, "min_open": min_open}
+    if factory:
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Experiment:
+    name: str = _f("", "run name prefix; defaults to the file's stem")
+    description: str = _f("", "one line shown by `gan list`")
+    seed: int = _f(0, "seeds torch, numpy, python and the data order", min=0)
+
+
+@dataclass
+class Data:
+    dataset: str = _f("cifar10", "cifar10 (torchvision, downloads), npz (file/folder/glob) or folder (images)",
+                      choices=("cifar10", "npz", "folder"))
+    root: str = _f("data", "torchvision's CIFAR-10 folder; env GAN_DATA_ROOT overrides the default")
+    path: str = _f("", "npz file, folder of train-*.npz shards or glob; or an image folder")
+    image_size: int = _f(32, "training resolution: images are resized to it when they differ", choices=(32, 64))
+    hflip: bool = _f(True, "random horizontal flip of real images")
+    limit: int = _f(0, "use only the first N images (0 = all)", min=0)
+
+
+@dataclass
+class Model:
+    arch: str = _f("dcgan", "generator/discriminator family, see `gan list --models`")
+    z_dim: int = _f(100, "latent size", min=1, max=4096)
+    g_channels: int = _f(64, "generator base width", min=1, max=2048)
+    d_channels: int = _f(64, "discriminator base width", min=1, max=2048)
+    spectral_norm: bool = _f(False, "spectral norm on every D layer")
+    d_batchnorm: bool = _f(False, "BatchNorm in D (arches that support it)")
+    dropout: float = _f(0.0, "dropout in D (arches that support it)", min=0.0, max=0.9)
+
+
+@dataclass
+class Loss:
+    name: str = _f("hinge", "bce (non-saturating), hinge or wgan", choices=("bce", "hinge", "wgan"))
+    label_smoothing: float = _f(0.0, "bce: real target is 1 - this", min=0.0, max=0.5)
+    label_noise: float = _f(0.0, "bce: uniform noise of this size added to the targets", min=0.0, max=0.5)
+    gp_weight: float = _f(0.0, "WGAN-GP gradient penalty weight (0 = off)", min=0.0)
+    r1_weight: float = _f(0.0, "R1 penalty weight on real images (0 = off)", min=0.0)
+
+
+@dataclass
+class Optim:
+    batch_size: int = _f(128, "images per D step", min=1, max=65536)
+    g_lr: float = _f(2e-4, "generator Adam learning rate", min=0.0, min_open=True, max=1.0)
+    d_lr: float = _f(2e-4, "discriminator Adam learning rate", min=0.0, min_open=True, max=1.0)
+    beta1: float = _f(0.5, "Adam beta1", min=0.0, max=0.999)
+    beta2: float = _f(0.999, "Adam beta2", min=0.0, max=0.9999)
+    n_dis: int = _f(1, "D steps per G step", min=1, max=100)
+    ema_decay: float = _f(0.999, "EMA of G's weights for samples and metrics (0 = off)", min=0.0, max=0.99999)
+    ema_start: int = _f(0, "step from which the EMA averages (copies G before)", min=0)
+
+
+@dataclass
+class Train:
+    steps: int = _f(1000, "generator steps (ignored when epochs > 0)", min=1)
+    epochs: float = _f(0.0, "length in passes over the data instead of steps (0 = use steps)", min=0.0)
+    log_every: int = _f(50, "scalars every N steps", min=1)
+    image_every: int = _f(500, "fake grid from the fixed latents every N steps", min=1)
+    checkpoint_every: int = _f(1000, "checkpoints/last.pt every N steps", min=1)
+    save_png: bool = _f(False, "also write real/fake grids as PNG under results/")
+    export: bool = _f(False, "write netG.pth/netD.pth (plain state_dicts) at the end")
+    channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CPU and GPU)")
+    print_every: int = _f(0, "also print a loss line every N steps (0 = progress bar only)", min=0)
+
+
+@dataclass
+class Metrics:
+    every: int = _f(5000, "evaluate every N steps and at the end (0 = only at the end)", min=0)
+    num_samples: int = _f(10000, "generated samples per evaluation", min=2)
+    ref_samples: int = _f(0, "reference (training) images for the statistics (0 = all)", min=0)
+    fid: bool = _f(True, "Fréchet distance")
+    kid: bool = _f(True, "kernel inception distance")
+    isc: bool = _f(True, "inception score")
+    extractors: list = _f(["auto"], "feature extractors: inception, c10, or auto (inception when its weights "
+                                    "are present, plus c10)", factory=True)
+    inception_weights: str = _f("", "path to pt_inception-2015-12-05 weights; env GAN_INCEPTION_WEIGHTS")
+    batch_size: int = _f(250, "images per feature-extraction batch", min=1)
+    enabled: bool = _f(True, "compute metrics at all")
+
+
+@dataclass
+class Config:
+    experiment: Experiment = field(default_factory=Experiment)
+    data: Data = field(default_factory=Data)
+    model: Model = field(default_factory=Model)
+    loss: Loss = field(default_factory=Loss)
+    optim: Optim = field(default_factory=Optim)
+    train: Train = field(default_factory=Train)
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+_SECTION_CLS = {"experiment": Experiment, "data": Data, "model": Model, "loss": Loss, "optim": Optim,
+                "train": Train, "metrics": Metrics}
+
+
+def _type_name(t) -> str:
+    return {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+            "list": "a list of strings"}[t]
+
+
+def _check(where: str, section: str, key: str, value: Any, f: dataclasses.Field) -> Any:
+    """Return the value coerced to the field's type, or raise GanError naming file, key, value, expectation."""
+    t = f.type if isinstance(f.type, str) else f.type.__name__
+    k = f"{section}.{key}"
+    bad = lambda what: GanError(f"{where}: {k} = {value!r}: expected {what}")  # noqa: E731
+    if t == "bool":
+        if not isinstance(value, bool):
+            raise bad(_type_name(t))
+    elif t == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(_type_name(t))
+    elif t == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad(_type_name(t))
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise bad("a finite number")
+    elif t == "str":
+        if not isinstance(value, str):
+            raise bad(_type_name(t))
+    elif t == "list":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad(_type_name(t))
+    m = f.metadata
+    if m["choices"] is not None and value not in m["choices"]:
+        raise bad("one of " + ", ".join(repr(c) for c in m["choices"]))
+    lo, hi = m["min"], m["max"]
+    if lo is not None and (value < lo or (m["min_open"] and value == lo)):
+        raise bad(f"{'>' if m['min_open'] else '≥'} {lo}" + (f" and ≤ {hi}" if hi is not None else ""))
+    if hi is not None and value > hi:
+        raise bad(f"≤ {hi}" + (f" and ≥ {lo}" if lo is not None else ""))
+    return value
+
+
+def from_dict(doc: dict, where: str) -> Config:
+    if not isinstance(doc, dict):
+        raise GanError(f"{where}: expected a TOML table")
+    cfg = Config()
+    for section, table in doc.items():
+        if section not in _SECTION_CLS:
+            raise GanError(f"{where}: unknown section [{section}]: expected one of {', '.join(_SECTION_CLS)}")
+        if not isinstance(table, dict):
+            raise GanError(f"{where}: {section} = {table!r}: expected a [{section}] table")
+        obj = getattr(cfg, section)
+        fields = {f.name: f for f in dataclasses.fields(obj)}
+        for key, value in table.items():
+            if key not in fields:
+                raise GanError(f"{where}: unknown key {section}.{key}: expected one of {', '.join(fields)}")
+            setattr(obj, key, _check(where, section, key, value, fields[key]))
+    return cfg
+
+
+def cross_check(cfg: Config, where: str) -> None:
+    """Rules that involve more than one key."""
+    from gan.models import ARCHES  # late import: models import torch
+
+    if cfg.model.arch not in ARCHES:
+        raise GanError(f"{where}: model.arch = {cfg.model.arch!r}: expected one of {', '.join(sorted(ARCHES))}")
+    sizes = ARCHES[cfg.model.arch].sizes
+    if cfg.data.image_size not in sizes:
+        raise GanError(f"{where}: data.image_size = {cfg.data.image_size}: model {cfg.model.arch!r} makes "
+                       f"{' or '.join(map(str, sizes))}×{' or '.join(map(str, sizes))} images")
+    if cfg.data.dataset in ("npz", "folder") and not cfg.data.path:
+        raise GanError(f"{where}: data.path is empty: dataset {cfg.data.dataset!r} needs a path")
+    for e in cfg.metrics.extractors:
+        if e not in ("auto", "inception", "c10"):
+            raise GanError(f"{where}: metrics.extractors = {cfg.metrics.extractors!r}: "
+                           "expected a list out of 'auto', 'inception', 'c10'")
+    if cfg.loss.name != "bce" and (cfg.loss.label_smoothing or cfg.loss.label_noise):
+        raise GanError(f"{where}: loss.label_smoothing/label_noise apply to loss.name = 'bce' only")
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    if "=" not in item:
+        raise GanError(f"--set {item!r}: expected section.key=value")
+    key, raw = item.split("=", 1)
+    if key.count(".") != 1:
+        raise GanError(f"--set {item!r}: expected section.key=value, e.g. optim.batch_size=64")
+    section, name = key.strip().split(".")
+    try:  # a TOML value (numbers, booleans, lists, quoted strings); bare words are strings
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, name, value
+
+
+def resolve_path(exp: str) -> Path:
+    p = Path(exp)
+    if p.suffix == ".toml" or "/" in exp:
+        if not p.is_file():
+            raise GanError(f"experiment file '{exp}' not found")
+        return p
+    p = EXPERIMENTS_DIR / f"{exp}.toml"
+    if not p.is_file():
+        names = ", ".join(sorted(x.stem for x in EXPERIMENTS_DIR.glob("*.toml")))
+        raise GanError(f"no experiment named '{exp}' (known: {names})")
+    return p
+
+
+def load(exp: str, overrides: list[str] | None = None) -> Config:
+    """Read an experiment by name or path, apply `--set` overrides, validate everything."""
+    path = resolve_path(exp)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise GanError(f"{path}: TOML syntax error: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GanError(f"{path}: cannot read: {e}") from None
+    for item in overrides or []:
+        section, key, value = parse_override(item)
+        doc.setdefault(section, {})
+        if not isinstance(doc[section], dict):
+            raise GanError(f"--set {item!r}: [{section}] is not a table")
+        doc[section][key] = value
+    where = f"{path}" + (" (with --set)" if overrides else "")
+    cfg = from_dict(doc, where)
+    if not cfg.experiment.name:
+        cfg.experiment.name = path.stem
+    if cfg.data.root == "data" and os.environ.get("GAN_DATA_ROOT"):
+        cfg.data.root = os.environ["GAN_DATA_ROOT"]
+    cross_check(cfg, where)
+    return cfg
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved config as TOML (written to every run folder)."""
+    lines = []
+    for section, values in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        for k, v in values.items():
+            lines.append(f"{k} = {_toml_value(v)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def keys_doc() -> list[tuple[str, str, str]]:
+    """(section.key, default, doc) for every key: `gan keys` and the README table."""
+    rows = []
+    for section, cls in _SECTION_CLS.items():
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f"{section}.{f.name}", _toml_value(default), f.metadata["doc"]))
+    return rows

@@ -1,0 +1,112 @@
+"""Where a run leaves its traces: the run folder, run.json, TensorBoard events and the console."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from gan.errors import GanError
+
+console = Console(highlight=False)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def new_run_dir(logs: Path, exp: str, name: str | None) -> Path:
+    """logs/<exp>/<timestamp>[-name]; mkdir without exist_ok, so simultaneous runs never share a folder."""
+    base = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + (f"-{name}" if name else "")
+    parent = logs / exp
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GanError(f"logs folder '{parent}' cannot be created ({e.strerror})") from None
+    for i in range(1000):
+        d = parent / (base if i == 0 else f"{base}-{i}")
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise GanError(f"logs folder '{parent}' is not writable ({e.strerror})") from None
+    raise GanError(f"cannot find a free run folder under '{parent}'")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    import torch_fidelity
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "torch_fidelity": torch_fidelity.__version__}
+
+
+class RunInfo:
+    """run.json: status (running, completed, interrupted, failed, diverged), times, step, seed, device, versions."""
+
+    def __init__(self, run_dir: Path, **fields):
+        self.path = run_dir / "run.json"
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.data.update(fields)
+
+    def update(self, **fields) -> None:
+        self.data.update(fields)
+        tmp = self.path.with_name(f".run.json.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
+        os.replace(tmp, self.path)
+
+
+def read_run(run_dir: Path) -> dict:
+    p = Path(run_dir) / "run.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+class Tracker:
+    """TensorBoard events for one run; nothing non-finite is ever written."""
+
+    def __init__(self, run_dir: Path, purge_step: int | None = None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step, flush_secs=30)
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for k, v in values.items():
+            if v == v and abs(v) != float("inf"):
+                self.writer.add_scalar(k, v, step)
+
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        self.writer.add_image(tag, grid, step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self.writer.add_text(tag, text, step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def python_cmd() -> str:
+    return " ".join([os.path.basename(sys.executable), *sys.argv[1:]])
