@@ -109,15 +109,13 @@ def list_cmd(models: bool = typer.Option(False, "--models", help="list model fam
         for n, a in sorted(ARCHES.items()):
             console.print(f"{n:16} {'/'.join(map(str, a.sizes)):6} {a.doc}")
         return
-    t = Table("experiment", "model", "loss", "length", "description", box=None)
     for p in sorted(config.EXPERIMENTS_DIR.glob("*.toml")):
         try:
             c = config.load(str(p))
             length = f"{c.train.epochs:g} epochs" if c.train.epochs else f"{c.train.steps} steps"
-            t.add_row(p.stem, c.model.arch, c.loss.name, length, c.experiment.description)
+            typer.echo(f"{p.stem:15} {c.model.arch:15} {c.loss.name:6} {length:12} {c.experiment.description}")
         except GanError as e:
-            t.add_row(p.stem, "-", "-", "-", f"[red]invalid: {e}[/]")
-    console.print(t)
+            typer.echo(f"{p.stem:15} invalid: {e}")
 
 
 @app.command()

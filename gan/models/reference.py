@@ -13,15 +13,8 @@ Every D takes `spectral_norm`, `batchnorm` (all convs but the first) and `dropou
 import torch
 import torch.nn as nn
 
-from gan.models import register, sn
+from gan.models import apply_sn, register
 from gan.models.dcgan import _init
-
-
-def _sn_all(m: nn.Module, enabled: bool) -> None:
-    # After _init: the parametrization must see the initialised weight (init on a parametrized
-    # `weight` would only touch a computed copy).
-    for mod in [x for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]:
-        sn(mod, enabled)
 
 
 def _down_stack(widths: list[int], kernel: int, batchnorm: bool, dropout: float) -> nn.Sequential:
@@ -66,7 +59,8 @@ class BasicDiscriminator(nn.Module):
         self.net = _down_stack(widths, 3, batchnorm, dropout)
         self.linear = nn.Linear(widths[-1] * (image_size // 16) ** 2, 1)
         _init(self)
-        _sn_all(self, spectral_norm)
+        if spectral_norm:  # after _init, so the stored weights get the init
+            apply_sn(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.net(x).flatten(1)).flatten()
@@ -100,7 +94,8 @@ class UpsampleDiscriminator(nn.Module):
         self.net = _down_stack(widths, 4, batchnorm, dropout)
         self.linear = nn.Linear(widths[-1] * (image_size // 8) ** 2, 1)
         _init(self)
-        _sn_all(self, spectral_norm)
+        if spectral_norm:  # after _init, so the stored weights get the init
+            apply_sn(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.net(x).flatten(1)).flatten()
@@ -140,7 +135,8 @@ class FCDiscriminator(nn.Module):
             nn.Linear(1024, 1),
         )
         _init(self)
-        _sn_all(self, spectral_norm)
+        if spectral_norm:  # after _init, so the stored weights get the init
+            apply_sn(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.net(x).flatten(1)).flatten()

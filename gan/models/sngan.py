@@ -9,15 +9,8 @@ for WGAN-GP and never normalises D (the gradient penalty assumes a plain, BatchN
 import torch
 import torch.nn as nn
 
-from gan.models import register, sn
+from gan.models import apply_sn, register
 from gan.models.dcgan import _init
-
-
-def _sn_all(m: nn.Module, enabled: bool) -> None:
-    # Applied after _init: the parametrization reads (and power-iterates) the initialised weight;
-    # re-initialising `weight` afterwards would only touch a computed copy.
-    for mod in [x for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]:
-        sn(mod, enabled)
 
 
 class Generator(nn.Module):
@@ -60,7 +53,8 @@ class Discriminator(nn.Module):
         )
         self.linear = nn.Linear((image_size // 8) ** 2 * c4, 1)
         _init(self)
-        _sn_all(self, spectral_norm)
+        if spectral_norm:  # after _init, so the stored weights get the init
+            apply_sn(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.net(x).flatten(1)).flatten()
