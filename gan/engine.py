@@ -277,7 +277,11 @@ class Trainer:
         tracker = Tracker(self.run_dir, purge_step=self.step + 1 if resumed else None)
         result = Result(self.run_dir, "running", self.step, list(self.loss_log), list(self.history), self.best)
         try:
-            self.setup_metrics()
+            # Building extractors draws from the global RNG (layer init): fork it so a resumed run continues
+            # from exactly the saved state.
+            cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                self.setup_metrics()
             for note in self.metric_notes:
                 self.log(f"metrics: {note}")
             protocol = self.evaluator.protocol() if self.evaluator else []
