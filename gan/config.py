@@ -84,6 +84,10 @@ class Train:
     save_png: bool = _f(False, "also write real/fake grids as PNG under results/")
     export: bool = _f(False, "write netG.pth/netD.pth (plain state_dicts) at the end")
     channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CPU and GPU)")
+    compile: bool = _f(False, "torch.compile G and D (opt-in: the warm-up pays back only on long GPU runs)")
+    precision: str = _f("fp32", "bf16 = bf16 autocast, CUDA only (a CPU without BF16 units keeps fp32 and says so)",
+                         choices=("fp32", "bf16"))
+    tf32: bool = _f(True, "TF32 matmuls/convolutions on CUDA (no effect on CPU)")
     print_every: int = _f(0, "also print a loss line every N steps (0 = progress bar only)", min=0)
 
 
