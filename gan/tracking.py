@@ -101,6 +101,23 @@ class Tracker:
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)
 
+    def layout(self) -> None:
+        """Custom Scalars dashboard: metric charts (every extractor's series on one chart) and training charts."""
+        self.writer.add_custom_scalars(LAYOUT)
+
+    def hparams(self, flat_config: dict, metrics: dict, step: int = 0) -> None:
+        """HParams dashboard entry for this run, written into this run's own folder (add_hparams would make a
+        subfolder, i.e. a second run). `metrics` {"hparam/best_fid": v, ...}; None/non-finite are left empty."""
+        from torch.utils.tensorboard.summary import hparams
+
+        hp = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in flat_config.items()
+              if isinstance(v, (bool, int, float, str))}  # booleans as "true"/"false", not 1.0/0.0
+        exp, ssi, sei = hparams(hp, {k: 0.0 for k in metrics})
+        for s in (exp, ssi, sei):
+            self.writer.file_writer.add_summary(s, step)
+        self.scalars({k: float(v) for k, v in metrics.items() if v is not None}, step)
+        self.writer.flush()
+
     def flush(self) -> None:
         self.writer.flush()
 
@@ -110,3 +127,41 @@ class Tracker:
 
 def python_cmd() -> str:
     return " ".join([os.path.basename(sys.executable), *sys.argv[1:]])
+
+
+# Custom Scalars layout: each chart is a list of tag regexes (all matches share one chart).
+LAYOUT = {
+    "metrics": {
+        "FID (lower is better)": ["Multiline", [r"metrics/fid.*"]],
+        "KID (lower is better)": ["Multiline", [r"metrics/kid(_c10)?$"]],
+        "IS (higher is better)": ["Multiline", [r"metrics/is(_c10)?$"]],
+        "eval (gan eval)": ["Multiline", [r"eval/.*"]],
+    },
+    "training": {
+        "losses": ["Multiline", [r"loss/.*"]],
+        "D outputs": ["Multiline", [r"D/.*"]],
+        "learning rates": ["Multiline", [r"lr/.*"]],
+        "throughput": ["Multiline", [r"perf/.*"]],
+    },
+}
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """{"optim": {"g_lr": 2e-4}} -> {"optim.g_lr": 2e-4}; lists (and anything not a number/str/bool) as strings."""
+    out = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (bool, int, float, str)):
+            out[key] = v
+        else:
+            out[key] = str(v)
+    return out
+
+
+def hparam_metrics(history: list, best: dict | None, tag: str | None) -> dict:
+    """{"hparam/best_fid", "hparam/final_fid"} from a run's metric history for the primary FID tag (None when
+    there is no such number yet)."""
+    last = next((m[tag] for _, m in reversed(history) if tag and tag in m), None)
+    return {"hparam/best_fid": best["value"] if best else None, "hparam/final_fid": last}
