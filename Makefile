@@ -21,3 +21,6 @@ test:
 
 tensorboard:
 	$(PY) -m tensorboard.main --logdir logs --host 127.0.0.1 --port $${PORT:-6006}
+
+bench:
+	$(PY) -m gan.bench $(ARGS)

@@ -64,9 +64,22 @@ def train(
     name: Optional[str] = typer.Option(None, help="suffix of the run folder's name"),
     logs: Path = typer.Option(Path("logs"), help="root folder of the runs"),
     resume: Optional[Path] = typer.Option(None, help="continue this run folder instead of starting a new one"),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="processes on this machine (DDP through torchrun "
+                              "--standalone): one per GPU, or CPU processes with gloo; optim.batch_size stays the "
+                              "global batch"),
 ) -> None:
     """Train an experiment; logs go to logs/<experiment>/<run-id>/."""
-    from gan import config
+    from gan import config, dist
+
+    if nproc > 1 and not dist.launched():
+        if resume is None:  # bad input: one line here, before any process starts
+            cfg = config.load(exp, set_)
+            if cfg.optim.batch_size % nproc:
+                raise GanError(f"optim.batch_size = {cfg.optim.batch_size}: not divisible by --nproc {nproc} "
+                               "(optim.batch_size is the global batch; each process takes an equal share)")
+        args = ["train", exp, *[a for s in set_ for a in ("--set", s)], "--device", device, "--logs", str(logs)]
+        args += (["--name", name] if name else []) + (["--resume", str(resume)] if resume is not None else [])
+        raise typer.Exit(dist.launch(nproc, args))
     from gan.engine import Trainer
 
     if resume is not None:
@@ -79,10 +92,15 @@ def train(
 @app.command("resume")
 @friendly
 def resume_cmd(run_dir: Path = typer.Argument(..., help="a run folder under logs/"),
-               device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+               device: str = typer.Option("auto", help="auto, cpu or cuda"),
+               nproc: int = typer.Option(1, "--nproc", min=1, help="processes (DDP through torchrun); a run "
+                                                                   "resumes on any number of them")) -> None:
     """Continue a run from its checkpoints/last.pt, in the same folder and TensorBoard run."""
-    from gan import config
+    from gan import config, dist
     from gan.engine import Trainer
+
+    if nproc > 1 and not dist.launched():
+        raise typer.Exit(dist.launch(nproc, ["resume", str(run_dir), "--device", device]))
 
     cfg_path = run_dir / "config.toml"
     if not (run_dir / "run.json").is_file() or not cfg_path.is_file():
@@ -162,11 +180,14 @@ def features_train(
     test: Optional[str] = typer.Option(None, help="held-out npz (e.g. test-00.npz); else 10% of the data"),
     epochs: int = typer.Option(24, min=1),
     seed: int = typer.Option(0),
-    out: Path = typer.Option(Path("gan/weights/c10.pt")),
+    out: Path = typer.Option(Path("c10-new.pt"), help="where to write the weights (never overwritten)"),
 ) -> None:
     """Train the c10 classifier whose features give fid_c10/kid_c10/is_c10."""
     from gan import features
 
+    if out.exists():  # the packaged weights define every machine's numbers: never replaced by accident
+        raise GanError(f"--out {out} exists; pick another path (then replace the packaged file and c10.json "
+                       "deliberately)")
     r = features.train(data, test, epochs, seed, out, log=console.print)
     console.print(r)
 
@@ -185,6 +206,11 @@ def features_check(data: str = typer.Option("../shared/data/cifar10", help="npz 
     if len(x) < 2 * n:
         raise GanError(f"--n {n}: needs {2 * n} images, '{data}' has {len(x)}")
     features.distortion_table(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), n, log=console.print)
+
+
+from gan import runs as _runs  # noqa: E402 - the run-management commands
+
+_runs.register(app)
 
 
 def main() -> None:

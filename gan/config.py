@@ -51,6 +51,8 @@ class Model:
     spectral_norm: bool = _f(False, "spectral norm on every D layer")
     d_batchnorm: bool = _f(False, "BatchNorm in D (arches that support it)")
     dropout: float = _f(0.0, "dropout in D (arches that support it)", min=0.0, max=0.9)
+    sync_batchnorm: bool = _f(True, "several processes (torchrun): BatchNorm statistics of the global batch, as in "
+                                    "one process (SyncBatchNorm); false = each rank's own shard")
 
 
 @dataclass

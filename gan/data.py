@@ -162,12 +162,16 @@ class Sampler:
     same batches as an uninterrupted one.
     """
 
-    def __init__(self, images: torch.Tensor, batch_size: int, hflip: bool, seed: int):
+    def __init__(self, images: torch.Tensor, batch_size: int, hflip: bool, seed: int, rank: int = 0,
+                 world: int = 1):
         self.images, self.batch_size, self.hflip = images, batch_size, hflip
         self.gen = torch.Generator().manual_seed(seed)
         self.perm = self._new_perm()
         self.pos = 0
         self.epoch = 0
+        # Under DDP every rank keeps the global state and takes its contiguous slice of each global batch:
+        # over the ranks, exactly the one-process batch, and the RNG moves as in one process.
+        self.lo, self.hi = rank * batch_size // world, (rank + 1) * batch_size // world
 
     def _new_perm(self) -> torch.Tensor:
         return torch.randperm(len(self.images), generator=self.gen).to(self.images.device)
@@ -177,9 +181,9 @@ class Sampler:
             self.perm, self.pos, self.epoch = self._new_perm(), 0, self.epoch + 1
         idx = self.perm[self.pos: self.pos + self.batch_size]
         self.pos += self.batch_size
-        x = to_float(self.images[idx])
-        if self.hflip:
-            flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+        x = to_float(self.images[idx[self.lo:self.hi]])
+        if self.hflip:  # drawn for the global batch, then sliced
+            flip = torch.rand(self.batch_size, 1, 1, 1, device=x.device)[self.lo:self.hi] < 0.5
             x = torch.where(flip, x.flip(3), x)
         return x
 

@@ -14,7 +14,8 @@ from rich.console import Console
 
 from gan.errors import GanError
 
-console = Console(highlight=False)
+# Piped or logged output gets wide lines instead of rich's 80-column default.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 ROOT = Path(__file__).resolve().parent.parent
 
 

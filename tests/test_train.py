@@ -133,12 +133,21 @@ def test_batch_larger_than_dataset_fails_before_any_folder(tmp_path, tiny_npz):
 
 
 @needs_shared
-def test_smoke_shape_run_on_shared_cifar10(tmp_path):
-    """The smoke pipeline, shortened, on the real shards: finite losses, grids, run.json."""
-    r = gan_cli("train", "smoke", "--set", "train.steps=20", "--set", "metrics.enabled=false",
-                "--logs", tmp_path / "logs", env={"GAN_DATA_ROOT": str(SHARED)})
+def test_smoke_on_shared_cifar10_logs_c10_metrics_and_says_inception_skipped(tmp_path):
+    """Issue acceptance: offline, without Inception weights, smoke logs finite fid/kid/is_c10 and says why
+    Inception was skipped (shortened: 20 steps, metrics on 200 samples vs 2000 images)."""
+    r = gan_cli("train", "smoke", "--set", "train.steps=20", "--set", "metrics.every=10",
+                "--set", "metrics.num_samples=200", "--logs", tmp_path / "logs", env={"GAN_DATA_ROOT": str(SHARED)})
     assert r.returncode == 0, r.stderr
+    out = " ".join(r.stdout.split())
+    assert out.count("inception: skipped, no Inception weights") == 1, out
+    assert "c10: on" in out
     run = next((tmp_path / "logs" / "smoke").iterdir())
     ea = events(run)
-    assert all(math.isfinite(e.value) for e in ea.Scalars("loss/D"))
-    assert "15000 images" in json.loads((run / "run.json").read_text())["data"] or True
+    for tag in ("metrics/fid_c10", "metrics/kid_c10", "metrics/is_c10"):
+        vals = ea.Scalars(tag)
+        assert [e.step for e in vals] == [10, 20] and all(math.isfinite(e.value) for e in vals), tag
+    assert not {"metrics/fid", "metrics/kid", "metrics/is"} & set(ea.Tags()["scalars"])
+    info = json.loads((run / "run.json").read_text())
+    assert "15000 images" in info["data"] or "images" in info["data"]
+    assert info["metrics_protocol"][0]["extractor"] == "c10" and info["metrics_protocol"][0]["num_samples"] == 200
