@@ -27,7 +27,7 @@ def main(argv=None) -> None:
     every = max(1, a.steps // a.points)
     rows = {}
     for exp in a.exps.split(","):
-        cfg = config.load(exp, [f"train.epochs=0", f"train.steps={a.steps}", f"metrics.every={every}",
+        cfg = config.load(exp, ["train.epochs=0", f"train.steps={a.steps}", f"metrics.every={every}",
                                 f"metrics.num_samples={a.samples}", "train.save_png=false", "train.export=false",
                                 f"train.checkpoint_every={a.steps}"])
         t0 = time.perf_counter()

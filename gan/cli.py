@@ -1,7 +1,6 @@
 """`gan`: the command line. Bad input is one line on stderr and exit 2, never a traceback."""
 from __future__ import annotations
 
-import functools
 import signal
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from gan.errors import GanError
+from gan.errors import GanError, friendly
 from gan.tracking import console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -19,22 +18,6 @@ features_app = typer.Typer(no_args_is_help=True, help="Our CIFAR-10 feature extr
 app.add_typer(features_app, name="features")
 
 EXIT = {"completed": 0, "interrupted": 130, "diverged": 3, "failed": 1}
-
-
-def fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
-
-
-def friendly(fn):
-    """GanError -> one line, exit 2."""
-    @functools.wraps(fn)
-    def wrapper(*a, **k):
-        try:
-            return fn(*a, **k)
-        except GanError as e:
-            fail(str(e))
-    return wrapper
 
 
 def _finish(result, trainer) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
-import functools
 import json
 import math
 import os
@@ -25,7 +24,7 @@ from typing import List, Optional
 
 import typer
 
-from gan.errors import GanError
+from gan.errors import GanError, friendly
 from gan.tracking import console, now
 
 METRICS = {"fid": "fid", "kid": "kid", "is": "is"}
@@ -577,23 +576,11 @@ def screenshot(logs: Path = Path("logs"), out_png: Path = Path("tb.png"), port: 
 
 
 # ---- the commands ----------------------------------------------------------------------------------------------
-def _friendly(fn):
-    """GanError -> `error: ...` on stderr, exit 2 (as gan.cli does; kept here so cli can import this module)."""
-    @functools.wraps(fn)
-    def wrapper(*a, **k):
-        try:
-            return fn(*a, **k)
-        except GanError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2)
-    return wrapper
-
-
 def register(app: typer.Typer) -> None:
     """Add `runs`, `compare`, `eval`, `sample` and `screenshot` to `app`."""
 
     @app.command("runs")
-    @_friendly
+    @friendly
     def runs_cmd(exp: Optional[str] = typer.Argument(None, help="only this experiment"),
                  logs: Path = typer.Option(Path("logs"), help="root folder of the runs")) -> None:
         """Table of the runs under logs/: status, steps, best and last FID, wall time."""
@@ -604,7 +591,7 @@ def register(app: typer.Typer) -> None:
         console.print(t)
 
     @app.command("compare")
-    @_friendly
+    @friendly
     def compare_cmd(
         runs: Optional[List[str]] = typer.Argument(None, help="run folders, <experiment>/<run-id> or run ids"),
         exp: List[str] = typer.Option([], "--exp", help="every run of this experiment (repeatable)"),
@@ -630,7 +617,7 @@ def register(app: typer.Typer) -> None:
         console.print(str(png))
 
     @app.command("eval")
-    @_friendly
+    @friendly
     def eval_cmd(
         run: str = typer.Argument(..., help="run folder, <experiment>/<run-id> or run id"),
         checkpoint_name: str = typer.Option("last", "--checkpoint", help="last or best"),
@@ -650,7 +637,7 @@ def register(app: typer.Typer) -> None:
         console.print(str(rd / "metrics.json"))
 
     @app.command("sample")
-    @_friendly
+    @friendly
     def sample_cmd(
         run: str = typer.Argument(..., help="run folder, <experiment>/<run-id> or run id"),
         n: int = typer.Option(64, "--n", help="number of samples"),
@@ -667,7 +654,7 @@ def register(app: typer.Typer) -> None:
         console.print(str(paths[0]) if folder is None else f"{len(paths)} images in {folder}")
 
     @app.command("screenshot")
-    @_friendly
+    @friendly
     def screenshot_cmd(
         logs: Path = typer.Option(Path("logs"), help="root folder of the runs"),
         out: Path = typer.Option(Path("tb.png"), help="PNG to write"),

@@ -10,7 +10,7 @@ import torch
 from gan.config import Data
 from gan.data import Sampler, load_cifar10, load_images, load_npz, to_tensor
 from gan.errors import GanError
-from tests.conftest import HAVE_SHARED, SHARED, make_images, needs_shared
+from tests.conftest import SHARED, make_images, needs_shared
 
 
 def _shards(tmp_path, n=3, per=10):

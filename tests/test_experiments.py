@@ -40,7 +40,7 @@ def test_parameter_counts(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_three_steps_log_to_tensorboard(name, tmp_path, tiny_npz):
-    c = config.load(name, [f"data.dataset=npz", f"data.path={tiny_npz}", "train.epochs=0", "train.steps=3",
+    c = config.load(name, ["data.dataset=npz", f"data.path={tiny_npz}", "train.epochs=0", "train.steps=3",
                            "optim.batch_size=4", "optim.n_dis=1", "train.log_every=1",
                            "metrics.enabled=false"])  # n_dis 1 keeps the big models' 3 steps short on CPU
     r = Trainer(c, device="cpu", logs=tmp_path, quiet=True).run()
@@ -67,7 +67,7 @@ def test_three_steps_log_to_tensorboard(name, tmp_path, tiny_npz):
 def test_epochs_set_the_length(tiny_npz):
     from gan.engine import total_steps
 
-    c = config.load("basic", [f"data.dataset=npz", f"data.path={tiny_npz}"])
+    c = config.load("basic", ["data.dataset=npz", f"data.path={tiny_npz}"])
     assert total_steps(c, 192) == math.ceil(10 * 192 / 32)
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from gan import checkpoint, config
 from gan.engine import Trainer
 from gan.errors import GanError
-from tests.conftest import ROOT, events, gan_cli, make_images, tiny_toml
+from tests.conftest import ROOT, events, gan_cli, tiny_toml
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # same thread count in both runs: CPU kernels then agree bit for bit
 
