@@ -66,7 +66,7 @@ def train(
     from gan.engine import Trainer
 
     if resume is not None:
-        return resume_cmd(resume, device)
+        return resume_cmd(resume, device, nproc=1)
     cfg = config.load(exp, set_)
     trainer = Trainer(cfg, device=device, name=name, logs=logs)
     _finish(trainer.run(), trainer)

@@ -86,6 +86,8 @@ class Train:
     save_png: bool = _f(False, "also write real/fake grids as PNG under results/")
     export: bool = _f(False, "write netG.pth/netD.pth (plain state_dicts) at the end")
     channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CPU and GPU)")
+    reuse_fake: bool = _f(True, "with n_dis = 1 and no gp/r1: one G forward per step serves the D and the G update "
+                                "(as the reference loops do; ≈19% fewer FLOPs for DCGAN)")
     compile: bool = _f(False, "torch.compile G and D (opt-in: the warm-up pays back only on long GPU runs)")
     precision: str = _f("fp32", "bf16 = bf16 autocast, CUDA only (a CPU without BF16 units keeps fp32 and says so)",
                          choices=("fp32", "bf16"))

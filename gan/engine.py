@@ -289,13 +289,19 @@ class Trainer:
         G, D = self.g_fwd, self.d_fwd  # single process: G_train is G and D_train is D
         G_train, D_train = self.g_train, self.d_train
         autocast = torch.autocast("cuda", torch.bfloat16, enabled=self.amp)
+        # One G forward serves both updates when nothing else needs a fresh fake batch: its graph is kept for
+        # the G step, and the D step sees it detached.
+        reuse = c.train.reuse_fake and c.optim.n_dis == 1 and not (c.loss.gp_weight or c.loss.r1_weight)
         for _ in range(c.optim.n_dis):
             real = self.sampler.next().contiguous(memory_format=self.mf)
             z = self.latents()
             with autocast:
-                with torch.no_grad():
-                    fake = G(z)
-                d_real, d_fake = D_train(real).float(), D_train(fake).float()
+                if reuse:
+                    fake = G_train(z)
+                else:
+                    with torch.no_grad():
+                        fake = G(z)
+                d_real, d_fake = D_train(real).float(), D_train(fake.detach()).float()
                 loss_d = losses.d_loss(c.loss.name, d_real, d_fake, c.loss.label_smoothing, c.loss.label_noise)
                 if c.loss.gp_weight:
                     loss_d = loss_d + c.loss.gp_weight * losses.gradient_penalty(D_train, real, fake)
@@ -304,9 +310,10 @@ class Trainer:
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
-        z = self.latents()
         with autocast:
-            d_gen = D(G_train(z)).float()
+            if not reuse:
+                fake = G_train(self.latents())
+            d_gen = D(fake).float()
             loss_g = losses.g_loss(c.loss.name, d_gen)
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
