@@ -5,7 +5,7 @@ EXP ?= baseline
 SHARED := $(abspath ../shared/data/cifar10)
 export GAN_DATA_ROOT ?= $(if $(wildcard $(SHARED)/train-*.npz),$(SHARED),data)
 
-.PHONY: install train test bench tensorboard clean-logs
+.PHONY: install train test bench bench-quality tensorboard screenshot
 
 install:
 	python3 -m venv .venv
@@ -24,3 +24,11 @@ tensorboard:
 
 bench:
 	$(PY) -m gan.bench $(ARGS)
+
+# A headless-Chromium picture of TensorBoard's scalars page for the runs under logs/ (apt-get install chromium).
+screenshot:
+	$(PY) -m gan screenshot --logs logs --out $${OUT:-tensorboard.png}
+
+# dcgan vs sngan for the same number of steps, FID/KID side by side (a script, not a test).
+bench-quality:
+	$(PY) -m gan.bench_quality $(ARGS)
