@@ -362,7 +362,7 @@ class Trainer:
         """The FID that picks best.pt: Inception's when it runs, else c10's."""
         if self.evaluator is None or not self.cfg.metrics.fid:
             return None
-        return "metrics/fid" + self.evaluator.extractors[0].spec.suffix
+        return "metrics/fid" + self.evaluator.extractors[0].suffix
 
     def _rank0_only(self):
         """Rank 0's extra work (grids, metrics) must not move the RNG the ranks share: fork it under DDP."""

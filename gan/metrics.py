@@ -26,6 +26,7 @@ from torch_fidelity.utils import create_feature_extractor
 from gan.data import content_hash, to_uint8
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's download name
+INCEPTION_SHA256_PREFIX = "6726825d"  # torch hub names files by their sha256's first digits
 EVAL_SEED = 2020  # the same latents at every evaluation: curves move with G, not with sampling noise
 
 
@@ -109,6 +110,7 @@ class Extractor:
     weights_path: str
     sha256: str
     layers: list = field(default_factory=list)
+    suffix: str = ""  # tag suffix: metrics/fid{suffix}
 
     @torch.inference_mode()
     def features(self, images_u8: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
@@ -127,7 +129,13 @@ def load_extractor(name: str, weights_path: str, device: torch.device) -> Extrac
     layers = list(dict.fromkeys(spec.layers.values()))
     module = create_feature_extractor(spec.fidelity_name, layers, cuda=False, verbose=False,
                                       feature_extractor_weights_path=weights_path).to(device)
-    return Extractor(name, spec, module, weights_path, sha256_file(weights_path), layers)
+    sha = sha256_file(weights_path)
+    suffix = spec.suffix
+    if name == "inception" and not sha.startswith(INCEPTION_SHA256_PREFIX):
+        # Not the standard pt_inception-2015-12-05 weights (a stand-in, a retrained net): its numbers must never
+        # pass for standard FIDs, so they get a tag of their own.
+        suffix = f"_inception_{sha[:8]}"
+    return Extractor(name, spec, module, weights_path, sha, layers, suffix)
 
 
 def _fidelity_kwargs(n1: int, n2: int) -> dict:
@@ -164,13 +172,17 @@ class Evaluator:
         self.ref_hash = content_hash(self.ref_images)
         self.extractors = [load_extractor(n, p, device) for n, p in chosen]
         self.refs = {e.name: self._reference(e) for e in self.extractors}
+        for e in self.extractors:
+            if e.suffix != e.spec.suffix:
+                self.notes.append(f"{e.name}: weights sha256 {e.sha256[:16]}… are not the standard "
+                                  f"pt_inception-2015-12-05: logged as metrics/fid{e.suffix}, not metrics/fid")
         self.is_warned: set[str] = set()
         self.want = {"fid": mcfg.fid, "kid": mcfg.kid, "isc": mcfg.isc}
 
     def protocol(self) -> list[dict]:
         """What every metric point means: extractor, its weights, sample counts, reference set."""
         return [{"extractor": e.name, "weights": e.weights_path, "weights_sha256": e.sha256,
-                 "tags": [f"metrics/{m}{e.spec.suffix}" for m, on in
+                 "tags": [f"metrics/{m}{e.suffix}" for m, on in
                           (("fid", self.cfg.fid), ("kid", self.cfg.kid), ("is", self.cfg.isc)) if on],
                  "num_samples": self.cfg.num_samples, "reference": "training images",
                  "reference_samples": len(self.ref_images), "reference_sha256": self.ref_hash}
@@ -219,7 +231,7 @@ class Evaluator:
             ref = self.refs[e.name]
             ref_stats = {"mu": ref["mu"].numpy(), "sigma": ref["sigma"].numpy()}
             for k, v in scores(e, feats, ref["features"], ref_stats, self.want).items():
-                tag = f"metrics/{k}{e.spec.suffix}"
+                tag = f"metrics/{k}{e.suffix}"
                 if not np.isfinite(v):
                     if e.name not in self.is_warned:
                         self.is_warned.add(e.name)

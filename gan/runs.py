@@ -126,7 +126,8 @@ def load_scalars(run: Path) -> dict[str, Series]:
 
 def fid_tag(scalars: dict) -> str | None:
     """The FID a run is judged by: Inception's when logged, else c10's."""
-    return next((t for t in ("metrics/fid", "metrics/fid_c10") if t in scalars), None)
+    other_inception = sorted(t for t in scalars if t.startswith("metrics/fid_inception_"))
+    return next((t for t in ("metrics/fid", *other_inception, "metrics/fid_c10") if t in scalars), None)
 
 
 def pick_tag(metric: str, extractor: str, runs: list[Path], scalars: list[dict]) -> str:

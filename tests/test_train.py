@@ -20,6 +20,9 @@ def train_tiny(tmp_path, npz, name="run", **sections):
 
 
 def test_cli_run_leaves_events_grids_checkpoint_and_run_json(tmp_path, tiny_npz, standin_weights):
+    from gan.metrics import sha256_file
+
+    STANDIN = f"_inception_{sha256_file(standin_weights)[:8]}"
     exp = tiny_toml(tmp_path / "tiny.toml", tiny_npz,
                     metrics={"enabled": True, "every": 3, "num_samples": 12, "ref_samples": 16, "batch_size": 16,
                              "extractors": ["inception"], "inception_weights": str(standin_weights)},
@@ -30,12 +33,16 @@ def test_cli_run_leaves_events_grids_checkpoint_and_run_json(tmp_path, tiny_npz,
     assert "completed at step 6" in r.stdout and "tensorboard --logdir" in r.stdout
     ea = events(run)
     tags = ea.Tags()
-    for t in ("loss/D", "loss/G", "D/real", "D/fake", "lr/G", "perf/images_per_sec", "metrics/fid", "metrics/kid"):
+    # a stand-in is not the standard Inception: its numbers get their own tag, never metrics/fid
+    fid, kid = f"metrics/fid{STANDIN}", f"metrics/kid{STANDIN}"
+    assert not {"metrics/fid", "metrics/kid", "metrics/is"} & set(tags["scalars"])
+    assert "not the standard pt_inception-2015-12-05" in " ".join(r.stdout.split())
+    for t in ("loss/D", "loss/G", "D/real", "D/fake", "lr/G", "perf/images_per_sec", fid, kid):
         assert t in tags["scalars"], t
         assert all(math.isfinite(e.value) for e in ea.Scalars(t))
     assert [e.step for e in ea.Scalars("loss/D")] == [2, 4, 6]
-    assert [e.step for e in ea.Scalars("metrics/fid")] == [3, 6]
-    assert ea.Scalars("metrics/fid")[-1].value > 0
+    assert [e.step for e in ea.Scalars(fid)] == [3, 6]
+    assert ea.Scalars(fid)[-1].value > 0
     assert {"images/real", "images/fake"} <= set(tags["images"])
     assert [e.step for e in ea.Images("images/fake")] == [3, 6]
     from PIL import Image
@@ -93,11 +100,14 @@ def test_fid_kid_equal_torch_fidelity(tmp_path, standin_weights):
         input1=DS(fake), input2=DS(ref), fid=True, kid=True, isc=True, cuda=False, batch_size=8, verbose=False,
         feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(standin_weights),
         kid_subset_size=20, save_cpu_ram=True, cache=False)
-    assert ours["metrics/fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-6)
-    assert ours["metrics/kid"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-6)
-    if "metrics/is" in ours:
-        assert ours["metrics/is"] == pytest.approx(theirs["inception_score_mean"], rel=1e-6)
-    assert ours["metrics/fid"] > 0
+    from gan.metrics import sha256_file
+
+    sfx = f"_inception_{sha256_file(standin_weights)[:8]}"  # a stand-in's numbers never use the standard tags
+    assert ours[f"metrics/fid{sfx}"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-6)
+    assert ours[f"metrics/kid{sfx}"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-6)
+    if f"metrics/is{sfx}" in ours:
+        assert ours[f"metrics/is{sfx}"] == pytest.approx(theirs["inception_score_mean"], rel=1e-6)
+    assert ours[f"metrics/fid{sfx}"] > 0 and "metrics/fid" not in ours
 
 
 def test_reference_statistics_are_cached_by_content(tmp_path, standin_weights):
