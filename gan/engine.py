@@ -362,7 +362,10 @@ class Trainer:
         """The FID that picks best.pt: Inception's when it runs, else c10's."""
         if self.evaluator is None or not self.cfg.metrics.fid:
             return None
-        return "metrics/fid" + self.evaluator.extractors[0].suffix
+        exts = self.evaluator.extractors  # standard Inception first, then c10, then any other
+        pick = next((e for e in exts if e.name == "inception" and e.suffix == ""), None) or \
+            next((e for e in exts if e.name == "c10"), exts[0])
+        return "metrics/fid" + pick.suffix
 
     def _rank0_only(self):
         """Rank 0's extra work (grids, metrics) must not move the RNG the ranks share: fork it under DDP."""
