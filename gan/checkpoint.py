@@ -1,32 +1,36 @@
-"""Atomic, checked checkpoints loaded with weights_only=True (plain tensors and builtins only)."""
+"""Checkpoints: atomic, rotated so a loadable `last.pt` exists at every moment, loaded with weights_only=True
+(plain tensors and builtins only), and the RNG states that make a resumed run continue bit for bit."""
 from __future__ import annotations
 
-import os
 import pickle
+import random
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from gan import fileio
 from gan.errors import GanError
 
 
+def prev_of(path: Path) -> Path:
+    return path.with_name(path.name + ".prev")
+
+
 def save(obj: dict, path: Path) -> None:
-    """Write to a temp file, fsync, keep the previous good file as `.prev`, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        os.replace(path, path.with_name(path.name + ".prev"))
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)  # the renames themselves survive a power cut
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Write `path` atomically; the file it replaces becomes `<path>.prev`, without a moment where no loadable
+    `path` exists (see fileio.write_atomic). `.prev` is the fallback when `path` turns out damaged."""
+    fileio.write_atomic(path, lambda f: torch.save(obj, f), keep_previous=prev_of(Path(path)))
+
+
+def export(run_dir: Path, state: dict) -> tuple[Path, Path]:
+    """netG.pth (EMA weights when there are any) and netD.pth as plain state_dicts."""
+    g = state["G_ema"] if state.get("G_ema") is not None else state["G"]
+    paths = (Path(run_dir) / "netG.pth", Path(run_dir) / "netD.pth")
+    for p, sd in zip(paths, (g, state["D"])):
+        fileio.save_torch(p, sd)
+    return paths
 
 
 def load_one(path: Path) -> dict:
@@ -35,7 +39,7 @@ def load_one(path: Path) -> dict:
     except pickle.UnpicklingError as e:
         raise GanError(f"{path}: refused: it holds objects that are not plain tensors/builtins "
                        f"(weights_only load failed: {str(e).splitlines()[0][:200]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as e:
         raise GanError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__})") from None
     if not isinstance(obj, dict) or "step" not in obj:
         raise GanError(f"{path}: not a gan checkpoint (no 'step')")
@@ -43,12 +47,57 @@ def load_one(path: Path) -> dict:
 
 
 def load(path: Path, log=print) -> dict:
-    """Load `path`; if it is damaged, say so and fall back to the previous good one."""
+    """Load `path`; if it is damaged or missing while `.prev` exists, say so and use `.prev`."""
+    path, prev = Path(path), prev_of(Path(path))
+    if not path.exists() and prev.is_file():
+        log(f"warning: {path.name} is missing (killed between rotations?); using {prev.name}")
+        return load_one(prev)
     try:
         return load_one(path)
     except GanError as e:
-        prev = path.with_name(path.name + ".prev")
         if "refused" in str(e) or not prev.is_file():
             raise
         log(f"warning: {e}; using the previous checkpoint {prev.name}")
         return load_one(prev)
+
+
+def resumable(run_dir: Path) -> Path | None:
+    """The checkpoint a run resumes from (`last.pt`, or `last.pt.prev` when it is all there is)."""
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    return last if last.is_file() or prev_of(last).is_file() else None
+
+
+# ---- random number generators ----------------------------------------------------------------------------------
+
+def rng_state(device: torch.device | None = None) -> dict:
+    """torch (CPU and CUDA), numpy and python RNG states as plain tensors/lists (loadable with weights_only)."""
+    s = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+        if device is not None and device.type == "cuda":  # the generator this process draws from: under torchrun
+            s["cuda_device"] = torch.cuda.get_rng_state(device)  # cuda:LOCAL_RANK, which resume puts on its own
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    s["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "cached": cached}
+    ver, internal, gauss = random.getstate()
+    s["python"] = {"version": ver, "internal": list(internal), "gauss": gauss}
+    return s
+
+
+def set_rng_state(s: dict, device: torch.device | None = None) -> None:
+    torch.set_rng_state(s["torch"])
+    n = s["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = s["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    if "cuda" in s and torch.cuda.is_available():
+        for i, st in enumerate(s["cuda"][:torch.cuda.device_count()]):  # a checkpoint from a bigger machine fits
+            torch.cuda.set_rng_state(st, i)
+        if s.get("cuda_device") is not None and device is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(s["cuda_device"], device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -51,6 +51,8 @@ class Model:
     spectral_norm: bool = _f(False, "spectral norm on every D layer")
     d_batchnorm: bool = _f(False, "BatchNorm in D (arches that support it)")
     dropout: float = _f(0.0, "dropout in D (arches that support it)", min=0.0, max=0.9)
+    conditional: bool = _f(False, "class-conditional: conditional BatchNorm in G, projection D (Miyato & Koyama "
+                                  "2018); needs a dataset with labels")
     sync_batchnorm: bool = _f(True, "several processes (torchrun): BatchNorm statistics of the global batch, as in "
                                     "one process (SyncBatchNorm); false = each rank's own shard")
 
@@ -78,7 +80,7 @@ class Optim:
 
 @dataclass
 class Train:
-    steps: int = _f(1000, "generator steps (ignored when epochs > 0)", min=1)
+    steps: int = _f(1000, "generator steps (ignored when epochs > 0; --set train.steps=N sets epochs = 0)", min=1)
     epochs: float = _f(0.0, "length in passes over the data instead of steps (0 = use steps)", min=0.0)
     log_every: int = _f(50, "scalars every N steps", min=1)
     image_every: int = _f(500, "fake grid from the fixed latents every N steps", min=1)
@@ -89,8 +91,13 @@ class Train:
     reuse_fake: bool = _f(True, "with n_dis = 1 and no gp/r1: one G forward per step serves the D and the G update "
                                 "(as the reference loops do; ≈19% fewer FLOPs for DCGAN)")
     compile: bool = _f(False, "torch.compile G and D (opt-in: the warm-up pays back only on long GPU runs)")
-    precision: str = _f("fp32", "bf16 = bf16 autocast, CUDA only (a CPU without BF16 units keeps fp32 and says so)",
-                         choices=("fp32", "bf16"))
+    precision: str = _f("fp32", "bf16 = bf16 autocast (CUDA, or a CPU with AVX512-BF16; elsewhere fp32 is kept "
+                                "and said); auto = the faster of fp32 and bf16, measured at start on this machine",
+                         choices=("fp32", "bf16", "auto"))
+    diffaug: str = _f("", "DiffAugment policy (Zhao et al. 2020): comma list of color, translation, cutout, applied "
+                          "to every image D sees (empty = off)")
+    minutes: float = _f(0.0, "stop after this many minutes of training time (evaluations excluded), with a "
+                              "checkpoint and a final evaluation; 0 = no limit", min=0.0)
     tf32: bool = _f(True, "TF32 matmuls/convolutions on CUDA (no effect on CPU)")
     print_every: int = _f(0, "also print a loss line every N steps (0 = progress bar only)", min=0)
 
@@ -102,7 +109,10 @@ class Metrics:
     ref_samples: int = _f(0, "reference (training) images for the statistics (0 = all)", min=0)
     fid: bool = _f(True, "Fréchet distance")
     kid: bool = _f(True, "kernel inception distance")
-    isc: bool = _f(True, "inception score")
+    is_: bool = _f(True, "Inception Score (on each extractor's class logits)")
+    prc: bool = _f(False, "precision and recall (Kynkäänniemi et al. 2019), on each extractor's features")
+    classes: bool = _f(True, "class metrics from c10's logits: class coverage (class_entropy) for every run, "
+                             "class consistency (class_acc) for conditional runs")
     extractors: list = _f(["auto"], "feature extractors: inception, c10, or auto (inception when its weights "
                                     "are present, plus c10)", factory=True)
     inception_weights: str = _f("", "path to pt_inception-2015-12-05 weights; env GAN_INCEPTION_WEIGHTS")
@@ -121,7 +131,18 @@ class Config:
     metrics: Metrics = field(default_factory=Metrics)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """{section: {key: value}} with the keys as the TOML files spell them."""
+        return {sec: {key(f): getattr(getattr(self, sec), f.name) for f in dataclasses.fields(getattr(self, sec))}
+                for sec in _SECTION_CLS}
+
+
+def key(f: dataclasses.Field) -> str:
+    """A field's key in TOML: `is_` (a Python keyword otherwise) is `is`."""
+    return f.name.rstrip("_")
+
+
+# Keys renamed since older runs wrote their config.toml: read under the new name.
+ALIASES = {("metrics", "isc"): "is"}
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
@@ -178,16 +199,18 @@ def from_dict(doc: dict, where: str) -> Config:
         if not isinstance(table, dict):
             raise GanError(f"{where}: {section} = {table!r}: expected a [{section}] table")
         obj = getattr(cfg, section)
-        fields = {f.name: f for f in dataclasses.fields(obj)}
-        for key, value in table.items():
-            if key not in fields:
-                raise GanError(f"{where}: unknown key {section}.{key}: expected one of {', '.join(fields)}")
-            setattr(obj, key, _check(where, section, key, value, fields[key]))
+        fields = {key(f): f for f in dataclasses.fields(obj)}
+        for k, value in table.items():
+            k = ALIASES.get((section, k), k)
+            if k not in fields:
+                raise GanError(f"{where}: unknown key {section}.{k}: expected one of {', '.join(fields)}")
+            setattr(obj, fields[k].name, _check(where, section, k, value, fields[k]))
     return cfg
 
 
 def cross_check(cfg: Config, where: str) -> None:
     """Rules that involve more than one key."""
+    from gan import augment
     from gan.models import ARCHES  # late import: models import torch
 
     if cfg.model.arch not in ARCHES:
@@ -204,6 +227,20 @@ def cross_check(cfg: Config, where: str) -> None:
                            "expected a list out of 'auto', 'inception', 'c10'")
     if cfg.loss.name != "bce" and (cfg.loss.label_smoothing or cfg.loss.label_noise):
         raise GanError(f"{where}: loss.label_smoothing/label_noise apply to loss.name = 'bce' only")
+    if cfg.model.conditional and not ARCHES[cfg.model.arch].conditional:
+        conditional = ", ".join(sorted(n for n, a in ARCHES.items() if a.conditional))
+        raise GanError(f"{where}: model.conditional = true: model {cfg.model.arch!r} has no conditional form "
+                       f"(use one of {conditional})")
+    try:
+        augment.parse(cfg.train.diffaug)
+    except ValueError as e:
+        raise GanError(f"{where}: train.diffaug = {cfg.train.diffaug!r}: {e}") from None
+    from gan.tracking import check_name
+
+    try:
+        check_name(cfg.experiment.name, "experiment.name")
+    except GanError as e:
+        raise GanError(f"{where}: {e}") from None
 
 
 def parse_override(item: str) -> tuple[str, str, Any]:
@@ -218,6 +255,24 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     except tomllib.TOMLDecodeError:
         value = raw
     return section, name, value
+
+
+# What a resumed run may not change: its identity (experiment, data, model, loss, numerics) and what its metric
+# numbers mean (the protocol). Everything else (length, cadences, learning rates...) may change on resume.
+RESUME_LOCKED = {"experiment": None, "data": None, "model": None, "loss": None,
+                 "optim": {"batch_size", "n_dis"}, "train": {"precision", "diffaug"},
+                 "metrics": {"extractors", "num_samples", "ref_samples", "inception_weights", "fid", "kid", "is",
+                             "prc", "classes"}}
+
+
+def check_resume_overrides(overrides: list[str]) -> None:
+    """A resumed run refuses --set of a key that would change its model, data, loss or metric protocol."""
+    for item in overrides:
+        section, k, _ = parse_override(item)
+        locked = RESUME_LOCKED.get(section, set())
+        if locked is None or k in locked or ALIASES.get((section, k)) in (locked or ()):
+            raise GanError(f"--set {item}: {section}.{k} cannot change when a run resumes (it would change the "
+                           f"run's model, data, loss or metrics); start a new run with `gan train`")
 
 
 def resolve_path(exp: str) -> Path:
@@ -248,6 +303,10 @@ def load(exp: str, overrides: list[str] | None = None) -> Config:
         if not isinstance(doc[section], dict):
             raise GanError(f"--set {item!r}: [{section}] is not a table")
         doc[section][key] = value
+    # An explicit --set wins over the file: a length in steps replaces the file's length in epochs.
+    set_keys = {tuple(parse_override(i)[:2]) for i in overrides or []}
+    if ("train", "steps") in set_keys and ("train", "epochs") not in set_keys and doc.get("train", {}).get("epochs"):
+        doc["train"]["epochs"] = 0.0
     where = f"{path}" + (" (with --set)" if overrides else "")
     cfg = from_dict(doc, where)
     if not cfg.experiment.name:
@@ -285,5 +344,5 @@ def keys_doc() -> list[tuple[str, str, str]]:
     for section, cls in _SECTION_CLS.items():
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append((f"{section}.{f.name}", _toml_value(default), f.metadata["doc"]))
+            rows.append((f"{section}.{key(f)}", _toml_value(default), f.metadata["doc"]))
     return rows

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,33 @@ def load_cifar10(root: str) -> tuple[np.ndarray, np.ndarray]:
     return ds.data, np.asarray(ds.targets, np.uint8)
 
 
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@dataclass
+class Dataset:
+    images: np.ndarray
+    labels: np.ndarray | None
+    classes: list | None
+    source: str
+
+
+def load_dataset(data_cfg) -> Dataset:
+    if data_cfg.dataset == "npz":
+        x, y = load_npz(data_cfg.path)
+        src = f"npz {data_cfg.path}"
+    elif data_cfg.dataset == "folder":
+        x, y = load_folder(data_cfg.path, data_cfg.image_size), None
+        src = f"folder {data_cfg.path}"
+    else:
+        x, y = load_cifar10(data_cfg.root)
+        src = f"cifar10 {data_cfg.root}"
+    if data_cfg.limit:
+        x, y = x[: data_cfg.limit], (None if y is None else y[: data_cfg.limit])
+    y = None if y is None else y.astype(np.int64)
+    return Dataset(x, y, CIFAR10_CLASSES if y is not None else None, f"{src} ({len(x)} images)")
+
+
 def load_images(data_cfg) -> tuple[np.ndarray, str]:
     """uint8 (N, H, W, 3) for the config, and a one-line description of where they came from."""
     if data_cfg.dataset == "npz":
@@ -154,41 +182,3 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
-class Sampler:
-    """Batches drawn by index from the device copy: a fresh permutation each pass, optional flip.
-
-    Its state (permutation, position, generator) goes into checkpoints, so a resumed run sees the
-    same batches as an uninterrupted one.
-    """
-
-    def __init__(self, images: torch.Tensor, batch_size: int, hflip: bool, seed: int, rank: int = 0,
-                 world: int = 1):
-        self.images, self.batch_size, self.hflip = images, batch_size, hflip
-        self.gen = torch.Generator().manual_seed(seed)
-        self.perm = self._new_perm()
-        self.pos = 0
-        self.epoch = 0
-        # Under DDP every rank keeps the global state and takes its contiguous slice of each global batch:
-        # over the ranks, exactly the one-process batch, and the RNG moves as in one process.
-        self.lo, self.hi = rank * batch_size // world, (rank + 1) * batch_size // world
-
-    def _new_perm(self) -> torch.Tensor:
-        return torch.randperm(len(self.images), generator=self.gen).to(self.images.device)
-
-    def next(self) -> torch.Tensor:
-        if self.pos + self.batch_size > len(self.perm):  # drop the ragged tail, as DataLoader(drop_last) does
-            self.perm, self.pos, self.epoch = self._new_perm(), 0, self.epoch + 1
-        idx = self.perm[self.pos: self.pos + self.batch_size]
-        self.pos += self.batch_size
-        x = to_float(self.images[idx[self.lo:self.hi]])
-        if self.hflip:  # drawn for the global batch, then sliced
-            flip = torch.rand(self.batch_size, 1, 1, 1, device=x.device)[self.lo:self.hi] < 0.5
-            x = torch.where(flip, x.flip(3), x)
-        return x
-
-    def state_dict(self) -> dict:
-        return {"perm": self.perm.cpu(), "pos": self.pos, "epoch": self.epoch, "gen": self.gen.get_state()}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.perm, self.pos, self.epoch = s["perm"].to(self.images.device), int(s["pos"]), int(s["epoch"])
-        self.gen.set_state(s["gen"])

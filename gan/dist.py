@@ -1,5 +1,5 @@
-"""Multi-process training (torchrun, DistributedDataParallel): who this process is, the process group, the few
-collectives the engine needs, a BatchNorm that syncs on the CPU, and the `gan train --nproc N` launcher.
+"""Multi-process training (torchrun, DistributedDataParallel): `Dist`, who this process is and the few collectives
+the engine needs (a no-op form in one process), a BatchNorm that syncs on the CPU, and the `gan train --nproc N` launcher.
 
 torchrun sets WORLD_SIZE/RANK/LOCAL_RANK. Without them (or with WORLD_SIZE=1) nothing here is used and a run is
 exactly the single-process one. NCCL on GPUs (cuda:LOCAL_RANK per process), gloo on the CPU.
@@ -37,16 +37,8 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def rank() -> int:
-    return dist.get_rank() if active() else 0
-
-
 def world() -> int:
     return dist.get_world_size() if active() else 1
-
-
-def is_main() -> bool:
-    return rank() == 0
 
 
 def timeout_seconds() -> float:
@@ -60,58 +52,94 @@ def timeout_seconds() -> float:
     return t
 
 
-def init(device: torch.device) -> torch.device | None:
-    """Join torchrun's process group when WORLD_SIZE > 1; return this rank's device (None: single process).
+class Dist:
+    """Who this process is and the few collectives the engine needs. `Dist.start(device)` joins torchrun's
+    process group when WORLD_SIZE > 1; otherwise it is the single-process form, where every collective is the
+    identity and every process is the main one, so the engine has no `if ddp` branches."""
 
-    `device` is the validated --device: cpu -> gloo on the CPU; cuda/auto-with-GPU -> NCCL on cuda:LOCAL_RANK."""
-    if env_world() <= 1:
-        return None
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        if device.index is not None:
-            raise GanError(f"--device {device}: under torchrun each process takes cuda:LOCAL_RANK; use --device cuda")
-        if local >= torch.cuda.device_count():
-            raise GanError(f"LOCAL_RANK {local}: this machine has {torch.cuda.device_count()} CUDA device(s); "
-                           f"use --nproc_per_node ≤ {torch.cuda.device_count()}")
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    timeout = datetime.timedelta(seconds=timeout_seconds())
-    if not dist.is_initialized():
+    def __init__(self, device: torch.device, rank: int = 0, world: int = 1):
+        self.device, self.rank, self.world = device, rank, world
+        self.is_main = rank == 0
+        self.ddp = world > 1
+
+    @classmethod
+    def start(cls, device: torch.device) -> "Dist":
+        """`device` is the validated --device: cpu -> gloo on the CPU; cuda -> NCCL on cuda:LOCAL_RANK."""
+        if env_world() <= 1:
+            return cls(device)
+        local = int(os.environ.get("LOCAL_RANK", "0"))
         if device.type == "cuda":
-            dist.init_process_group("nccl", timeout=timeout, device_id=device)
-        else:
-            dist.init_process_group("gloo", timeout=timeout)
-    return device
+            if device.index is not None:
+                raise GanError(f"--device {device}: under torchrun each process takes cuda:LOCAL_RANK; use "
+                               "--device cuda")
+            if local >= torch.cuda.device_count():
+                raise GanError(f"LOCAL_RANK {local}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                               f"use --nproc_per_node ≤ {torch.cuda.device_count()}")
+            device = torch.device("cuda", local)
+            torch.cuda.set_device(device)
+        timeout = datetime.timedelta(seconds=timeout_seconds())
+        if not dist.is_initialized():
+            if device.type == "cuda":
+                dist.init_process_group("nccl", timeout=timeout, device_id=device)
+            else:
+                dist.init_process_group("gloo", timeout=timeout)
+        return cls(device, dist.get_rank(), dist.get_world_size())
 
+    @property
+    def backend(self) -> str | None:
+        return dist.get_backend() if self.ddp else None
 
-def backend() -> str | None:
-    return dist.get_backend() if active() else None
+    def shard(self, n: int) -> slice:
+        """This rank's contiguous share of a global batch of n."""
+        return slice(self.rank * n // self.world, (self.rank + 1) * n // self.world)
 
-
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def barrier() -> None:
-    if active():
-        dist.barrier()
-
-
-def broadcast_object(obj, src: int = 0):
-    """rank `src`'s `obj` on every rank (pickled; small things only)."""
-    if not active():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """In place, and returned: the sum over ranks (NaN anywhere gives NaN everywhere)."""
-    if active():
+    def mean(self, t: torch.Tensor) -> torch.Tensor:
+        """The mean over ranks (a new tensor; NaN anywhere gives NaN everywhere)."""
+        if not self.ddp:
+            return t
+        t = t.clone()
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
+        return t / self.world
+
+    def any_of(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag true on every rank when it is true on any (one all_reduce for all of them)."""
+        if not self.ddp:
+            return tuple(bool(f) for f in flags)
+        t = torch.tensor([1.0 if f else 0.0 for f in flags], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return tuple(bool(v > 0) for v in t.tolist())
+
+    def broadcast(self, obj, src: int = 0):
+        """rank `src`'s `obj` on every rank (pickled; small things only)."""
+        if not self.ddp:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+
+    def on_main(self, fn):
+        """fn() on the main rank, its result (or its GanError, raised on every rank) everywhere."""
+        out, err = None, None
+        if self.is_main:
+            try:
+                out = fn()
+            except GanError as e:
+                err = str(e)
+        out, err = self.broadcast((out, err))
+        if err:
+            raise GanError(err)
+        return out
+
+    def main_only(self):
+        """The main rank's extra work (grids, metrics) must not move the RNG the ranks share: fork it."""
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        return torch.random.fork_rng(devices=cuda)
+
+    def finish(self) -> None:
+        """Every rank stopped on the same step: leave together."""
+        if self.ddp and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
 
 # ---- BatchNorm over the global batch -------------------------------------------------------------------------

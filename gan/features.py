@@ -376,3 +376,13 @@ def measure_speed(batch: int = 500, seconds: float = 5.0, weights: Path | str = 
         ext(x)
         done += batch
     return done / (time.perf_counter() - t0)
+
+
+def card() -> dict:
+    """The packaged weights' record (gan/weights/c10.json): accuracy, data, command, sha256."""
+    import json
+
+    try:
+        return json.loads((WEIGHTS.parent / "c10.json").read_text())
+    except (OSError, ValueError):
+        return {}

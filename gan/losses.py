@@ -46,6 +46,16 @@ def r1_penalty(D, real: torch.Tensor) -> torch.Tensor:
     return 0.5 * grad.flatten(1).pow(2).sum(1).mean()
 
 
-def d_probability(name: str, logits: torch.Tensor) -> torch.Tensor:
-    """Mean D output shown in TensorBoard: a probability for bce, the raw score otherwise."""
+def penalty(cfg, D, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | float:
+    """The D penalties the loss config asks for (0 when none); D is the callable D sees images through."""
+    out = 0.0
+    if cfg.gp_weight:
+        out = out + cfg.gp_weight * gradient_penalty(D, real, fake)
+    if cfg.r1_weight:
+        out = out + cfg.r1_weight * r1_penalty(D, real)
+    return out
+
+
+def d_output_mean(name: str, logits: torch.Tensor) -> torch.Tensor:
+    """Mean D output shown in TensorBoard (D/real, D/fake): a probability for bce, the raw score otherwise."""
     return torch.sigmoid(logits).mean() if name == "bce" else logits.mean()

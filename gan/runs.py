@@ -20,16 +20,14 @@ import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
 
-import typer
-
-from gan.errors import GanError, friendly
+from gan.errors import GanError
 from gan.tracking import console, now
 
+from gan.metrics import protocol
+from gan.metrics.protocol import EXTRACTOR_SUFFIX
+
 METRICS = {"fid": "fid", "kid": "kid", "is": "is"}
-EXTRACTOR_SUFFIX = {"inception": "", "c10": "_c10"}
-HIGHER_IS_BETTER = {"is"}
 
 
 # ---- finding runs --------------------------------------------------------------------------------------------
@@ -125,9 +123,8 @@ def load_scalars(run: Path) -> dict[str, Series]:
 
 
 def fid_tag(scalars: dict) -> str | None:
-    """The FID a run is judged by: Inception's when logged, else c10's."""
-    other_inception = sorted(t for t in scalars if t.startswith("metrics/fid_inception_"))
-    return next((t for t in ("metrics/fid", *other_inception, "metrics/fid_c10") if t in scalars), None)
+    """The FID a run is judged by (protocol.primary: the one rule)."""
+    return protocol.primary(scalars).tag
 
 
 def pick_tag(metric: str, extractor: str, runs: list[Path], scalars: list[dict]) -> str:
@@ -152,7 +149,7 @@ def pick_tag(metric: str, extractor: str, runs: list[Path], scalars: list[dict])
 
 def best_point(s: Series, tag: str) -> tuple[int, float]:
     vals = s.values
-    i = max(range(len(vals)), key=vals.__getitem__) if tag.split("/")[1].startswith(tuple(HIGHER_IS_BETTER)) \
+    i = max(range(len(vals)), key=vals.__getitem__) if protocol.higher_is_better(tag) \
         else min(range(len(vals)), key=vals.__getitem__)
     return s.steps[i], vals[i]
 
@@ -211,8 +208,8 @@ def runs_table(logs: Path, exp: str | None = None):
 
     rows = [run_summary(r) for r in find_runs(logs, exp)]
     tags = {r["fid_tag"] for r in rows if r["fid_tag"]}
-    one = next(iter(tags)).split("/")[1] if len(tags) == 1 else None
-    fid_name = one or "FID"
+    one = next(iter(tags)) if len(tags) == 1 else None  # every run judged by the same extractor's FID
+    fid_name = f"FID {protocol.extractor_label(protocol.split(one)[1])}" if one else "FID (extractor per row)"
     t = Table(box=None, title=f"runs under {logs}" + (f"/{exp}" if exp else ""))
     t.add_column("run", no_wrap=True, min_width=max([len(r["run"]) for r in rows] + [3]))
     t.add_column("experiment", overflow="fold")
@@ -220,7 +217,7 @@ def runs_table(logs: Path, exp: str | None = None):
     for h in ("steps", f"best {fid_name} (step)", f"last {fid_name}", "wall time"):
         t.add_column(h, justify="right")
     for r in rows:
-        mark = "" if one or not r["fid_tag"] else f" {r['fid_tag'].split('/')[1]}"
+        mark = "" if one or not r["fid_tag"] else f" {protocol.extractor_label(protocol.split(r['fid_tag'])[1])}"
         best = f"{r['best'][1]:.4g} ({r['best'][0]}){mark}" if r["best"] and r["best"][1] is not None else "-"
         last = f"{r['last'][1]:.4g}{mark}" if r["last"] else "-"
         planned = r["steps_planned"] if r["steps_planned"] is not None else "?"
@@ -372,7 +369,7 @@ def load_generator(run: Path, which: str, device):
         raise GanError(f"'{run}' has no checkpoints/{which}.pt{why}")
     cfg = config.load(str(run / "config.toml"))
     state = checkpoint.load(p, lambda m: console.print(m))
-    G, _ = build(cfg.model, cfg.data.image_size)
+    G, _ = build(cfg.model, cfg.data.image_size, int(state.get("num_classes", 0)))
     sd = state["G_ema"] if state.get("G_ema") is not None else state["G"]
     try:
         G.load_state_dict(sd)
@@ -387,8 +384,8 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
              device: str = "auto", extractors: list[str] | None = None, log=console.print) -> dict:
     """Metrics of a checkpoint, appended to <run>/metrics.json and written to TensorBoard as eval/<tag>."""
     from gan.data import load_images, to_tensor
-    from gan.engine import pick_device
-    from gan.metrics import Evaluator
+    from gan.device import pick as pick_device
+    from gan.metrics.evaluator import build
 
     want = [m.strip() for m in metrics.split(",") if m.strip()]
     bad = [m for m in want if m not in METRICS]
@@ -398,16 +395,16 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
         raise GanError(f"--samples {samples}: expected at least 2")
     dev = pick_device(device)
     cfg, G, step = load_generator(run, which, dev)
-    m = dataclasses.replace(cfg.metrics, fid="fid" in want, kid="kid" in want, isc="is" in want,
+    m = dataclasses.replace(cfg.metrics, fid="fid" in want, kid="kid" in want, is_="is" in want, enabled=True,
                             num_samples=samples or cfg.metrics.num_samples,
                             extractors=extractors or cfg.metrics.extractors)
     images, _ = load_images(cfg.data)
     ref = to_tensor(images, cfg.data.image_size, dev)
     del images
-    ev = Evaluator(m, ref, dev, cfg.model.z_dim, log)
-    if not ev.extractors:
-        raise GanError("no feature extractor can run: " + "; ".join(ev.notes))
-    values = ev(G, m.num_samples)
+    ev, notes = build(m, ref, dev, cfg.model.z_dim, log, getattr(G, "num_classes", 0))
+    if ev is None:
+        raise GanError("no feature extractor can run: " + "; ".join(notes))
+    values = ev(G, m.num_samples).values
     record = {"at": now(), "checkpoint": which, "step": step, "samples": m.num_samples,
               "protocol": ev.protocol(), "values": values}
     path = run / "metrics.json"
@@ -437,7 +434,7 @@ def sample(run: Path, n: int = 64, out: Path | None = None, folder: Path | None 
     from torchvision.utils import save_image
 
     from gan.data import to_uint8
-    from gan.engine import pick_device
+    from gan.device import pick as pick_device
 
     if n < 1:
         raise GanError(f"--n {n}: expected at least 1")
@@ -574,93 +571,3 @@ def screenshot(logs: Path = Path("logs"), out_png: Path = Path("tb.png"), port: 
             tail = (r.stderr.strip().splitlines() or [""])[-1][:200]
             raise GanError(f"chromium failed (exit {r.returncode}): {tail}")
     return out_png
-
-
-# ---- the commands ----------------------------------------------------------------------------------------------
-def register(app: typer.Typer) -> None:
-    """Add `runs`, `compare`, `eval`, `sample` and `screenshot` to `app`."""
-
-    @app.command("runs")
-    @friendly
-    def runs_cmd(exp: Optional[str] = typer.Argument(None, help="only this experiment"),
-                 logs: Path = typer.Option(Path("logs"), help="root folder of the runs")) -> None:
-        """Table of the runs under logs/: status, steps, best and last FID, wall time."""
-        t, rows = runs_table(logs, exp)
-        if not rows:
-            console.print(f"no runs under {logs / exp if exp else logs}")
-            return
-        console.print(t)
-
-    @app.command("compare")
-    @friendly
-    def compare_cmd(
-        runs: Optional[List[str]] = typer.Argument(None, help="run folders, <experiment>/<run-id> or run ids"),
-        exp: List[str] = typer.Option([], "--exp", help="every run of this experiment (repeatable)"),
-        metric: str = typer.Option("fid", help="fid, kid or is"),
-        extractor: str = typer.Option("auto", help="auto (Inception when every run has it, else c10), "
-                                                   "inception or c10"),
-        out: Optional[Path] = typer.Option(None, help="PNG to write (default: compare-<metric>.png)"),
-        csv_: Optional[Path] = typer.Option(None, "--csv", help="also write every point as CSV"),
-        logs: Path = typer.Option(Path("logs"), help="root folder of the runs"),
-    ) -> None:
-        """Compare runs by a metric: table at shared steps, best per run, PNG (vs step and vs wall-clock)."""
-        dirs = [resolve_run(r, logs) for r in runs or []]
-        for e in exp:
-            found = find_runs(logs, e)
-            if not found:
-                raise GanError(f"experiment '{e}' has no runs under '{logs}'")
-            dirs += found
-        c = compare(dirs, metric, extractor)
-        console.print(compare_table(c))
-        png = plot(c, out or Path(f"compare-{metric}.png"))
-        if csv_ is not None:
-            console.print(f"csv: {write_csv(c, csv_)}")
-        console.print(str(png))
-
-    @app.command("eval")
-    @friendly
-    def eval_cmd(
-        run: str = typer.Argument(..., help="run folder, <experiment>/<run-id> or run id"),
-        checkpoint_name: str = typer.Option("last", "--checkpoint", help="last or best"),
-        samples: Optional[int] = typer.Option(None, help="generated samples (default: the run's metrics.num_samples)"),
-        metrics: str = typer.Option("fid,kid,is", help="comma list out of fid, kid, is"),
-        extractor: Optional[str] = typer.Option(None, help="auto, inception or c10 (default: the run's)"),
-        device: str = typer.Option("auto", help="auto, cpu or cuda"),
-        logs: Path = typer.Option(Path("logs"), help="root folder of the runs"),
-    ) -> None:
-        """Evaluate a checkpoint on the training data; appends to <run>/metrics.json and TensorBoard eval/*."""
-        if extractor is not None and extractor not in ("auto", *EXTRACTOR_SUFFIX):
-            raise GanError(f"--extractor {extractor!r}: expected auto, inception or c10")
-        rd = resolve_run(run, logs)
-        rec = evaluate(rd, checkpoint_name, samples, metrics, device, [extractor] if extractor else None)
-        shown = ", ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in rec["values"].items())
-        console.print(f"{rd} {checkpoint_name}.pt (step {rec['step']}), {rec['samples']} samples: {shown}")
-        console.print(str(rd / "metrics.json"))
-
-    @app.command("sample")
-    @friendly
-    def sample_cmd(
-        run: str = typer.Argument(..., help="run folder, <experiment>/<run-id> or run id"),
-        n: int = typer.Option(64, "--n", help="number of samples"),
-        out: Optional[Path] = typer.Option(None, help="grid PNG (default: <run>/samples-<ckpt>-step<S>-seed<seed>"
-                                                      "-n<N>.png)"),
-        folder: Optional[Path] = typer.Option(None, help="write N single PNGs here instead of a grid"),
-        seed: int = typer.Option(0, help="latent seed"),
-        checkpoint_name: str = typer.Option("last", "--checkpoint", help="last or best"),
-        device: str = typer.Option("auto", help="auto, cpu or cuda"),
-        logs: Path = typer.Option(Path("logs"), help="root folder of the runs"),
-    ) -> None:
-        """Samples from a checkpoint (EMA generator when there is one): a PNG grid or a folder of PNGs."""
-        paths = sample(resolve_run(run, logs), n, out, folder, seed, checkpoint_name, device)
-        console.print(str(paths[0]) if folder is None else f"{len(paths)} images in {folder}")
-
-    @app.command("screenshot")
-    @friendly
-    def screenshot_cmd(
-        logs: Path = typer.Option(Path("logs"), help="root folder of the runs"),
-        out: Path = typer.Option(Path("tb.png"), help="PNG to write"),
-        port: int = typer.Option(0, help="loopback port for TensorBoard (0 = a free one)"),
-        page: str = typer.Option("timeseries", help="TensorBoard page: timeseries, scalars, custom_scalars, ..."),
-    ) -> None:
-        """Screenshot TensorBoard (headless chromium) for the runs under logs/."""
-        console.print(str(screenshot(logs, out, port, page)))

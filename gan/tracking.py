@@ -1,10 +1,13 @@
-"""Where a run leaves its traces: the run folder, run.json, TensorBoard events and the console."""
+"""Where a run leaves its traces: the run folder, run.json, TensorBoard events and the console.
+
+Only the main process writes: `writers(dist, ...)` gives the other ranks null writers, so the engine never asks
+which rank it is before writing.
+"""
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,21 +15,33 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from gan import fileio
 from gan.errors import GanError
+from gan.metrics import protocol
 
 # Piped or logged output gets wide lines instead of rich's 80-column default.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 ROOT = Path(__file__).resolve().parent.parent
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,-]*")
 
 
 def now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+def check_name(name: str, what: str) -> str:
+    """A run or experiment name becomes a folder name: no path separator, nothing that leaves logs/."""
+    if not NAME.fullmatch(name) or name in (".", ".."):
+        raise GanError(f"{what} {name!r}: use letters, digits and . _ + = , - (no path separators, not starting "
+                       "with . or -)")
+    return name
+
+
 def new_run_dir(logs: Path, exp: str, name: str | None) -> Path:
     """logs/<exp>/<timestamp>[-name]; mkdir without exist_ok, so simultaneous runs never share a folder."""
-    base = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + (f"-{name}" if name else "")
-    parent = logs / exp
+    check_name(exp, "experiment name")
+    base = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + (f"-{check_name(name, '--name')}" if name else "")
+    parent = Path(logs) / exp
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -39,7 +54,7 @@ def new_run_dir(logs: Path, exp: str, name: str | None) -> Path:
         except FileExistsError:
             continue
         except OSError as e:
-            raise GanError(f"logs folder '{parent}' is not writable ({e.strerror})") from None
+            raise fileio.disk_error(d, e) from None
     raise GanError(f"cannot find a free run folder under '{parent}'")
 
 
@@ -61,90 +76,120 @@ def versions() -> dict:
 
 
 class RunInfo:
-    """run.json: status (running, completed, interrupted, failed, diverged), times, step, seed, device, versions."""
+    """run.json: status (running, completed, interrupted, failed, diverged, pruned), times, step, seed, device,
+    versions, the metrics protocol. A damaged run.json is moved aside (its bytes kept), never overwritten."""
 
-    def __init__(self, run_dir: Path, **fields):
-        self.path = run_dir / "run.json"
-        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        self.data.update(fields)
+    def __init__(self, run_dir: Path, log=print):
+        self.path = Path(run_dir) / "run.json"
+        self.data = fileio.read_json(self.path, default={}, move_aside=True, log=log)
+        if not isinstance(self.data, dict):
+            self.data = {}
 
     def update(self, **fields) -> None:
         self.data.update(fields)
-        tmp = self.path.with_name(f".run.json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
-        os.replace(tmp, self.path)
-
-
-def read_run(run_dir: Path) -> dict:
-    p = Path(run_dir) / "run.json"
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+        fileio.write_json(self.path, self.data)
 
 
 class Tracker:
-    """TensorBoard events for one run; nothing non-finite is ever written."""
+    """TensorBoard events for one run; nothing non-finite is ever written. Errors of TensorBoard's writer thread
+    (a full disk) come back as one line."""
 
     def __init__(self, run_dir: Path, purge_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step, flush_secs=30)
+        self.run_dir = Path(run_dir)
+        self.writer = self._safe(lambda: SummaryWriter(log_dir=str(run_dir), purge_step=purge_step, flush_secs=30))
+
+    def _safe(self, fn):
+        try:
+            return fn()
+        except OSError as e:
+            raise fileio.disk_error(self.run_dir / "events.out.tfevents.*", e) from None
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for k, v in values.items():
             if v == v and abs(v) != float("inf"):
-                self.writer.add_scalar(k, v, step)
+                self._safe(lambda: self.writer.add_scalar(k, v, step))
 
     def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
-        self.writer.add_image(tag, grid, step)
+        self._safe(lambda: self.writer.add_image(tag, grid, step))
+
+    def histogram(self, tag: str, counts: torch.Tensor, step: int) -> None:
+        """A histogram of per-bin counts (bin i = class i), as TensorBoard's histogram dashboard draws it."""
+        import numpy as np
+
+        c = counts.double().numpy()
+        n = len(c)
+        idx = np.arange(n, dtype=np.float64)
+        self._safe(lambda: self.writer.add_histogram_raw(
+            tag, min=0.0, max=float(n - 1), num=float(c.sum()), sum=float((idx * c).sum()),
+            sum_squares=float((idx * idx * c).sum()), bucket_limits=list(idx + 0.5), bucket_counts=list(c),
+            global_step=step))
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
-        self.writer.add_text(tag, text, step)
+        self._safe(lambda: self.writer.add_text(tag, text, step))
 
-    def layout(self) -> None:
-        """Custom Scalars dashboard: metric charts (every extractor's series on one chart) and training charts."""
-        self.writer.add_custom_scalars(LAYOUT)
+    def layout(self, suffixes: list[str]) -> None:
+        """Custom Scalars dashboard: a category per extractor (never two extractors on one axis), then training."""
+        self._safe(lambda: self.writer.add_custom_scalars(layout(suffixes)))
 
     def hparams(self, flat_config: dict, metrics: dict, step: int = 0) -> None:
         """HParams dashboard entry for this run, written into this run's own folder (add_hparams would make a
-        subfolder, i.e. a second run). `metrics` {"hparam/best_fid": v, ...}; None/non-finite are left empty."""
+        subfolder, i.e. a second run). `metrics` {"hparam/best_fid_c10": v, ...}; None/non-finite left empty."""
         from torch.utils.tensorboard.summary import hparams
 
         hp = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in flat_config.items()
               if isinstance(v, (bool, int, float, str))}  # booleans as "true"/"false", not 1.0/0.0
         exp, ssi, sei = hparams(hp, {k: 0.0 for k in metrics})
         for s in (exp, ssi, sei):
-            self.writer.file_writer.add_summary(s, step)
+            self._safe(lambda: self.writer.file_writer.add_summary(s, step))
         self.scalars({k: float(v) for k, v in metrics.items() if v is not None}, step)
-        self.writer.flush()
+        self.flush()
 
     def flush(self) -> None:
-        self.writer.flush()
+        self._safe(self.writer.flush)
 
     def close(self) -> None:
-        self.writer.close()
+        self._safe(self.writer.close)
 
 
-def python_cmd() -> str:
-    return " ".join([os.path.basename(sys.executable), *sys.argv[1:]])
+class Null:
+    """RunInfo/Tracker stand-in on ranks other than 0: they write nothing."""
+
+    data: dict = {}
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
 
 
-# Custom Scalars layout: each chart is a list of tag regexes (all matches share one chart).
-LAYOUT = {
-    "metrics": {
-        "FID (lower is better)": ["Multiline", [r"metrics/fid.*"]],
-        "KID (lower is better)": ["Multiline", [r"metrics/kid(_c10)?$"]],
-        "IS (higher is better)": ["Multiline", [r"metrics/is(_c10)?$"]],
-        "eval (gan eval)": ["Multiline", [r"eval/.*"]],
-    },
-    "training": {
+def writers(is_main: bool, run_dir: Path, purge_step: int | None, log=print):
+    """(RunInfo, Tracker) for the main process, null ones elsewhere."""
+    if not is_main:
+        return Null(), Null()
+    return RunInfo(run_dir, log), Tracker(run_dir, purge_step)
+
+
+def layout(suffixes: list[str]) -> dict:
+    """Custom Scalars layout: each chart a list of tag regexes; one category per extractor."""
+    out = {}
+    for s in suffixes:
+        e = re.escape(s)
+        out[f"metrics · {protocol.extractor_label(s)}"] = {
+            f"FID (lower is better) · {protocol.extractor_label(s)}": ["Multiline", [f"^metrics/fid{e}$"]],
+            "KID (lower is better)": ["Multiline", [f"^metrics/kid{e}$"]],
+            "IS (higher is better)": ["Multiline", [f"^metrics/is{e}$"]],
+            "precision / recall (higher is better)": ["Multiline", [f"^metrics/(precision|recall){e}$"]],
+            "classes (higher is better)": ["Multiline", [f"^metrics/class_(acc|entropy){e}$"]],
+            "eval (gan eval)": ["Multiline", [f"^eval/[a-z_]+{e}$"]],
+        }
+    out["training"] = {
         "losses": ["Multiline", [r"loss/.*"]],
         "D outputs": ["Multiline", [r"D/.*"]],
         "learning rates": ["Multiline", [r"lr/.*"]],
         "throughput": ["Multiline", [r"perf/.*"]],
-    },
-}
+        "time": ["Multiline", [r"time/.*", r"progress/.*"]],
+    }
+    return out
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict:
@@ -161,8 +206,13 @@ def flatten(cfg: dict, prefix: str = "") -> dict:
     return out
 
 
-def hparam_metrics(history: list, best: dict | None, tag: str | None) -> dict:
-    """{"hparam/best_fid", "hparam/final_fid"} from a run's metric history for the primary FID tag (None when
-    there is no such number yet)."""
-    last = next((m[tag] for _, m in reversed(history) if tag and tag in m), None)
-    return {"hparam/best_fid": best["value"] if best else None, "hparam/final_fid": last}
+def hparam_metrics(history: list, suffixes: list[str]) -> dict:
+    """{"hparam/best_fid<suffix>", "hparam/final_fid<suffix>"} per extractor from a run's metric history (None
+    when there is no such number yet): one column per extractor, never two extractors in one column."""
+    out = {}
+    for s in suffixes:
+        t = protocol.tag("fid", s)
+        vals = [m[t] for _, m in history if t in m and m[t] == m[t]]
+        out[f"hparam/best_fid{s}"] = min(vals) if vals else None
+        out[f"hparam/final_fid{s}"] = vals[-1] if vals else None
+    return out

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from gan.config import Data
-from gan.data import Sampler, load_cifar10, load_images, load_npz, to_tensor
+from gan.data import load_cifar10, load_images, load_npz, to_tensor
+from gan.sampler import Sampler
 from gan.errors import GanError
 from tests.conftest import SHARED, make_images, needs_shared
 
@@ -76,14 +77,14 @@ def test_cifar10_missing_without_network_is_one_line(tmp_path, monkeypatch):
 def test_sampler_batches_on_device_scaled_and_flipped():
     imgs = to_tensor(make_images(20), 32, torch.device("cpu"))
     s = Sampler(imgs, 8, hflip=False, seed=0)
-    seen = torch.cat([s.next() for _ in range(2)])
+    seen = torch.cat([s.next()[0] for _ in range(2)])
     assert seen.min() >= -1 and seen.max() <= 1 and seen.dtype == torch.float32
     # a pass is a permutation: 16 distinct images out of 20
     assert len({tuple(x.flatten()[:50].tolist()) for x in seen}) == 16
     state = s.state_dict()
-    a = s.next()
+    a = s.next()[0]
     s.load_state_dict(state)
-    assert torch.equal(a, s.next())
+    assert torch.equal(a, s.next()[0])
 
 
 def test_resize_to_64():

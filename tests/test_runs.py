@@ -11,18 +11,15 @@ import urllib.request
 
 import numpy as np
 import pytest
-import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 from gan import config, runs
+from gan.cli import app as APP
 from gan.engine import Trainer
 from gan.features import WEIGHTS as C10_WEIGHTS
 from gan.tracking import Tracker, flatten, hparam_metrics
 from tests.conftest import events, tiny_toml
-
-APP = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-runs.register(APP)
 
 
 def cli(*args):
@@ -64,7 +61,7 @@ def two_runs(tmp_path_factory, tiny_npz, standin_weights):
     else Inception with the stand-in weights); layout/hparams as the engine writes them at start/end."""
     root = tmp_path_factory.mktemp("runs")
     c10 = C10_WEIGHTS.is_file()
-    metrics = {"enabled": True, "every": 3, "num_samples": 6, "ref_samples": 8, "batch_size": 16, "isc": False,
+    metrics = {"enabled": True, "every": 3, "num_samples": 6, "ref_samples": 8, "batch_size": 16, "is": False,
                "extractors": ["c10"] if c10 else ["inception"]}
     if not c10:
         metrics["inception_weights"] = str(standin_weights)
@@ -79,7 +76,7 @@ def two_runs(tmp_path_factory, tiny_npz, standin_weights):
         dirs.append(r.run_dir)
     if c10:
         return root / "logs", dirs, "metrics/fid_c10"
-    from gan.metrics import sha256_file
+    from gan.fileio import sha256_file
 
     return root / "logs", dirs, f"metrics/fid_inception_{sha256_file(standin_weights)[:8]}"  # never metrics/fid
 
@@ -112,8 +109,9 @@ def test_tensorboard_serves_both_runs_and_the_event_values(two_runs, tensorboard
         if all(tag in tags.get(n, {}) for n in names) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
+    sfx = tag[len("metrics/fid"):]
     for n in names:
-        assert {tag, "loss/D", "loss/G", "hparam/best_fid"} <= set(tags[n]), tags.get(n)
+        assert {tag, "loss/D", "loss/G", f"hparam/best_fid{sfx}"} <= set(tags[n]), tags.get(n)
         assert any(t.startswith("metrics/kid") for t in tags[n])
     for n, d in zip(names, dirs):
         q = urllib.parse.urlencode({"run": n, "tag": tag})
@@ -122,13 +120,17 @@ def test_tensorboard_serves_both_runs_and_the_event_values(two_runs, tensorboard
         assert [s for _, s, _ in served] == [e.step for e in on_disk] == [3, 6]
         assert [v for _, _, v in served] == pytest.approx([e.value for e in on_disk], rel=1e-6)
     layout = get(tensorboard, "/data/plugin/custom_scalars/layout")
-    assert [c["title"] for c in layout["category"]] == ["metrics", "training"]
+    from gan.metrics.protocol import extractor_label
+
+    assert [c["title"] for c in layout["category"]] == [f"metrics · {extractor_label(sfx)}", "training"]
+    for chart in layout["category"][0]["chart"]:  # every metric chart of a category holds one extractor's tags
+        assert all(r.endswith(f"{sfx}$") for r in chart["multiline"]["tag"]), chart
     req = urllib.request.Request(tensorboard.url + "/data/plugin/hparams/experiment", method="POST",
                                  data=b'{"experimentName": ""}', headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=20) as r:
         exp = json.loads(r.read())
     assert "optim.g_lr" in {h["name"] for h in exp["hparamInfos"]}
-    assert {"hparam/best_fid", "hparam/final_fid"} <= {m["name"]["tag"] for m in exp["metricInfos"]}
+    assert {m["name"]["tag"] for m in exp["metricInfos"]} == {f"hparam/best_fid{sfx}", f"hparam/final_fid{sfx}"}
 
 
 def test_compare_png_and_csv_equal_the_event_files(two_runs, tmp_path):
@@ -195,7 +197,9 @@ def test_runs_lists_both_completed(two_runs):
     for d in dirs:
         line = next(x for x in r.stdout.splitlines() if d.name in x)
         assert "completed" in line and "6/6" in line and "tiny" in line
-    assert tag.split("/")[1] in r.stdout  # which FID the columns show (fid or fid_c10)
+    from gan.metrics.protocol import extractor_label
+
+    assert f"FID {extractor_label(tag[len('metrics/fid'):])}" in r.stdout  # which extractor the FID columns show
     rows = [runs.run_summary(d) for d in dirs]
     for row, d in zip(rows, dirs):
         fid = events(d).Scalars(tag)
@@ -244,12 +248,12 @@ def test_tracker_hparams_and_layout_stay_in_the_run_folder(tmp_path):
     flat = flatten(cfg.to_dict())
     assert flat["optim.g_lr"] == cfg.optim.g_lr and flat["metrics.extractors"] == "['auto']"
     assert flatten({"a": {"b": {"c": 1}}}) == {"a.b.c": 1}
-    assert hparam_metrics([(3, {"metrics/fid": 5.0}), (6, {"metrics/fid": 4.0})],
-                          {"step": 6, "tag": "metrics/fid", "value": 4.0}, "metrics/fid") == \
-        {"hparam/best_fid": 4.0, "hparam/final_fid": 4.0}
-    assert hparam_metrics([], None, None) == {"hparam/best_fid": None, "hparam/final_fid": None}
+    hist = [(3, {"metrics/fid": 5.0, "metrics/fid_c10": 2.0}), (6, {"metrics/fid": 4.0, "metrics/fid_c10": 3.0})]
+    assert hparam_metrics(hist, ["", "_c10"]) == {"hparam/best_fid": 4.0, "hparam/final_fid": 4.0,
+                                                   "hparam/best_fid_c10": 2.0, "hparam/final_fid_c10": 3.0}
+    assert hparam_metrics([], ["_c10"]) == {"hparam/best_fid_c10": None, "hparam/final_fid_c10": None}
     t = Tracker(tmp_path)
-    t.layout()
+    t.layout([""])
     t.scalars({"metrics/fid": 9.0}, 1)
     t.hparams(flat, {"hparam/best_fid": 9.0, "hparam/final_fid": None}, 1)
     t.close()

@@ -20,7 +20,7 @@ def train_tiny(tmp_path, npz, name="run", **sections):
 
 
 def test_cli_run_leaves_events_grids_checkpoint_and_run_json(tmp_path, tiny_npz, standin_weights):
-    from gan.metrics import sha256_file
+    from gan.fileio import sha256_file
 
     STANDIN = f"_inception_{sha256_file(standin_weights)[:8]}"
     exp = tiny_toml(tmp_path / "tiny.toml", tiny_npz,
@@ -79,12 +79,12 @@ def test_fid_kid_equal_torch_fidelity(tmp_path, standin_weights):
     import torch_fidelity
 
     from gan.config import Metrics
-    from gan.metrics import Evaluator
+    from gan.metrics.evaluator import Evaluator
 
     ref = torch.from_numpy(make_images(24, seed=3)).permute(0, 3, 1, 2).contiguous()
     fake = torch.from_numpy(make_images(20, seed=4)).permute(0, 3, 1, 2).contiguous()
-    m = Metrics(extractors=["inception"], inception_weights=str(standin_weights), batch_size=8, isc=True)
-    ours = Evaluator(m, ref, torch.device("cpu"), z_dim=8, log=lambda *a: None).score_images(fake)
+    m = Metrics(extractors=["inception"], inception_weights=str(standin_weights), batch_size=8, is_=True, prc=True)
+    ours = Evaluator(m, ref, torch.device("cpu"), z_dim=8, log=lambda *a: None).score_images(fake).values
 
     class DS(torch.utils.data.Dataset):
         def __init__(self, x):
@@ -97,22 +97,23 @@ def test_fid_kid_equal_torch_fidelity(tmp_path, standin_weights):
             return self.x[i]
 
     theirs = torch_fidelity.calculate_metrics(
-        input1=DS(fake), input2=DS(ref), fid=True, kid=True, isc=True, cuda=False, batch_size=8, verbose=False,
+        input1=DS(fake), input2=DS(ref), fid=True, kid=True, isc=True, prc=True, cuda=False, batch_size=8, verbose=False,
         feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(standin_weights),
         kid_subset_size=20, save_cpu_ram=True, cache=False)
-    from gan.metrics import sha256_file
+    from gan.fileio import sha256_file
 
     sfx = f"_inception_{sha256_file(standin_weights)[:8]}"  # a stand-in's numbers never use the standard tags
-    assert ours[f"metrics/fid{sfx}"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-6)
-    assert ours[f"metrics/kid{sfx}"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-6)
-    if f"metrics/is{sfx}" in ours:
-        assert ours[f"metrics/is{sfx}"] == pytest.approx(theirs["inception_score_mean"], rel=1e-6)
-    assert ours[f"metrics/fid{sfx}"] > 0 and "metrics/fid" not in ours
+    assert set(ours) == {f"metrics/{m}{sfx}" for m in ("fid", "kid", "is", "precision", "recall")}
+    for mine, theirs_key in (("fid", "frechet_inception_distance"), ("kid", "kernel_inception_distance_mean"),
+                             ("is", "inception_score_mean"), ("precision", "precision"), ("recall", "recall")):
+        assert math.isfinite(ours[f"metrics/{mine}{sfx}"]), mine  # a missing or NaN metric is a failure
+        assert ours[f"metrics/{mine}{sfx}"] == pytest.approx(theirs[theirs_key], rel=1e-6), mine
+    assert ours[f"metrics/fid{sfx}"] > 0 and ours[f"metrics/is{sfx}"] > 1.0
 
 
 def test_reference_statistics_are_cached_by_content(tmp_path, standin_weights):
     from gan.config import Metrics
-    from gan.metrics import Evaluator
+    from gan.metrics.evaluator import Evaluator
 
     ref = torch.from_numpy(make_images(16, seed=5)).permute(0, 3, 1, 2).contiguous()
     m = Metrics(extractors=["inception"], inception_weights=str(standin_weights), batch_size=16)
@@ -159,5 +160,6 @@ def test_smoke_on_shared_cifar10_logs_c10_metrics_and_says_inception_skipped(tmp
         assert [e.step for e in vals] == [10, 20] and all(math.isfinite(e.value) for e in vals), tag
     assert not {"metrics/fid", "metrics/kid", "metrics/is"} & set(ea.Tags()["scalars"])
     info = json.loads((run / "run.json").read_text())
-    assert "15000 images" in info["data"] or "images" in info["data"]
+    n_shared = sum(len(np.load(f)["labels"]) for f in sorted(SHARED.glob("train-*.npz")))
+    assert info["data"] == f"cifar10 {SHARED} ({n_shared} images)", info["data"]
     assert info["metrics_protocol"][0]["extractor"] == "c10" and info["metrics_protocol"][0]["num_samples"] == 200

@@ -1,7 +1,8 @@
 """Registry of generator/discriminator families. One file per family; each registers itself here.
 
-Contract: G(z) takes z of shape (N, z_dim) and returns (N, 3, S, S) in [-1, 1];
-D(x) takes (N, 3, S, S) in [-1, 1] and returns raw logits of shape (N,) (no sigmoid: losses apply it).
+Contract: G(z, y=None) takes z of shape (N, z_dim) (and, when conditional, int64 class labels y of shape (N,)) and
+returns (N, 3, S, S) in [-1, 1]; D(x, y=None) takes (N, 3, S, S) in [-1, 1] and returns raw logits of shape (N,)
+(no sigmoid: the losses apply it). Families that support it build their conditional form when num_classes > 0.
 """
 from __future__ import annotations
 
@@ -10,20 +11,23 @@ from typing import Callable
 
 import torch.nn as nn
 
+from gan.errors import GanError
+
 
 @dataclass(frozen=True)
 class Arch:
-    generator: Callable[..., nn.Module]  # (model_cfg, image_size) -> nn.Module
+    generator: Callable[..., nn.Module]  # (model_cfg, image_size, num_classes) -> nn.Module
     discriminator: Callable[..., nn.Module]
     sizes: tuple[int, ...]
     doc: str
+    conditional: bool  # has a class-conditional form
 
 
 ARCHES: dict[str, Arch] = {}
 
 
-def register(name: str, generator, discriminator, sizes=(32,), doc: str = "") -> None:
-    ARCHES[name] = Arch(generator, discriminator, tuple(sizes), doc)
+def register(name: str, generator, discriminator, sizes=(32,), doc: str = "", conditional: bool = False) -> None:
+    ARCHES[name] = Arch(generator, discriminator, tuple(sizes), doc, conditional)
 
 
 def sn(module: nn.Module, enabled: bool) -> nn.Module:
@@ -32,16 +36,21 @@ def sn(module: nn.Module, enabled: bool) -> nn.Module:
 
 
 def apply_sn(model: nn.Module) -> nn.Module:
-    """Spectral norm on every conv/linear of an already initialised model."""
+    """Spectral norm on every conv/linear (and a projection's class embedding) of an already initialised model."""
     for m in list(model.modules()):
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             nn.utils.parametrizations.spectral_norm(m)
     return model
 
 
-def build(model_cfg, image_size: int) -> tuple[nn.Module, nn.Module]:
+def build(model_cfg, image_size: int, num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
     arch = ARCHES[model_cfg.arch]
-    return arch.generator(model_cfg, image_size), arch.discriminator(model_cfg, image_size)
+    if num_classes and not arch.conditional:
+        conditional = ", ".join(sorted(n for n, a in ARCHES.items() if a.conditional))
+        raise GanError(f"model.conditional = true: model {model_cfg.arch!r} has no conditional form (use one of "
+                       f"{conditional})")
+    return (arch.generator(model_cfg, image_size, num_classes),
+            arch.discriminator(model_cfg, image_size, num_classes))
 
 
 def count_params(m: nn.Module) -> int:
@@ -49,10 +58,4 @@ def count_params(m: nn.Module) -> int:
 
 
 # Importing a family registers it.
-from gan.models import dcgan  # noqa: E402,F401
-for _mod in ("sngan", "resnet", "reference"):
-    try:
-        __import__(f"gan.models.{_mod}")
-    except ModuleNotFoundError as _e:  # families still being written are simply absent
-        if _e.name != f"gan.models.{_mod}":
-            raise
+from gan.models import dcgan, reference, resnet, sngan  # noqa: E402,F401

@@ -2,11 +2,14 @@
 D strided convs + LeakyReLU(0.2), optional BatchNorm / spectral norm / dropout.
 
 At 32×32 with z=100 and 64 channels: G 1.07 M and D 0.66 M parameters, the reference projects' sizes.
+Conditional (num_classes > 0): G's BatchNorms take per-class gain/bias, D adds a projection term on its
+sum-pooled last feature map.
 """
 import torch
 import torch.nn as nn
 
 from gan.models import apply_sn, register
+from gan.models.conditional import Projection, Seq, batchnorm, check_labels
 
 
 def _init(m: nn.Module) -> None:
@@ -16,33 +19,34 @@ def _init(m: nn.Module) -> None:
             nn.init.normal_(mod.weight, 0.0, 0.02)
             if mod.bias is not None:
                 nn.init.zeros_(mod.bias)
-        elif isinstance(mod, nn.BatchNorm2d):
+        elif isinstance(mod, nn.BatchNorm2d) and mod.affine:
             nn.init.normal_(mod.weight, 1.0, 0.02)
             nn.init.zeros_(mod.bias)
 
 
 class Generator(nn.Module):
-    def __init__(self, z_dim: int = 100, ch: int = 64, image_size: int = 32):
+    def __init__(self, z_dim: int = 100, ch: int = 64, image_size: int = 32, num_classes: int = 0):
         super().__init__()
         n_up = {32: 3, 64: 4}[image_size]  # 4×4 -> image_size
         width = ch * 2 ** (n_up - 1)
-        layers = [nn.ConvTranspose2d(z_dim, width, 4, 1, 0, bias=False), nn.BatchNorm2d(width), nn.ReLU(True)]
+        layers = [nn.ConvTranspose2d(z_dim, width, 4, 1, 0, bias=False), batchnorm(width, num_classes), nn.ReLU(True)]
         for _ in range(n_up - 1):
-            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2),
-                       nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+                       batchnorm(width // 2, num_classes), nn.ReLU(True)]
             width //= 2
         layers += [nn.ConvTranspose2d(width, 3, 4, 2, 1, bias=False), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
-        self.z_dim = z_dim
+        self.net = Seq(*layers)
+        self.z_dim, self.num_classes = z_dim, num_classes
         _init(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.view(z.shape[0], -1, 1, 1))
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self.num_classes, y)
+        return self.net(z.view(z.shape[0], -1, 1, 1), y)
 
 
 class Discriminator(nn.Module):
     def __init__(self, ch: int = 64, image_size: int = 32, spectral_norm: bool = False, batchnorm: bool = False,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, num_classes: int = 0):
         super().__init__()
         n_down = {32: 3, 64: 4}[image_size]  # image_size -> 4×4
         layers, cin, cout = [], 3, ch
@@ -56,18 +60,26 @@ class Discriminator(nn.Module):
             cin, cout = cout, cout * 2
         layers.append(nn.Conv2d(cin, 1, 4, 1, 0))
         self.net = nn.Sequential(*layers)
+        self.num_classes = num_classes
+        if num_classes:
+            self.projection = Projection(num_classes, cin)
         _init(self)
         if spectral_norm:  # after init, so the stored weights get DCGAN's init
             apply_sn(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.num_classes:
+            return self.net(x).flatten()
+        check_labels(self.num_classes, y)
+        h = self.net[:-1](x)
+        return self.net[-1](h).flatten() + self.projection(h.sum((2, 3)), y)
 
 
 register(
     "dcgan",
-    lambda m, s: Generator(m.z_dim, m.g_channels, s),
-    lambda m, s: Discriminator(m.d_channels, s, m.spectral_norm, m.d_batchnorm, m.dropout),
+    lambda m, s, k: Generator(m.z_dim, m.g_channels, s, k),
+    lambda m, s, k: Discriminator(m.d_channels, s, m.spectral_norm, m.d_batchnorm, m.dropout, k),
     sizes=(32, 64),
     doc="DCGAN: transposed-conv G, strided-conv D",
+    conditional=True,
 )

@@ -8,7 +8,7 @@
   D: 4×4 stride-2 convs to 4×4, then two fully connected layers.
 - the fourth project is plain `dcgan` at 64×64 (see dcgan.py).
 
-Every D takes `spectral_norm`, `batchnorm` (all convs but the first) and `dropout` like dcgan's.
+Unconditional only (the registry refuses model.conditional for them). Every D takes `spectral_norm`, `batchnorm` (all convs but the first) and `dropout` like dcgan's.
 """
 import torch
 import torch.nn as nn
@@ -47,7 +47,7 @@ class BasicGenerator(nn.Module):
         self.z_dim = z_dim
         _init(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self.linear(z).view(z.shape[0], self.width, self.bottom, self.bottom))
 
 
@@ -62,7 +62,7 @@ class BasicDiscriminator(nn.Module):
         if spectral_norm:  # after _init, so the stored weights get the init
             apply_sn(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.linear(self.net(x).flatten(1)).flatten()
 
 
@@ -82,7 +82,7 @@ class UpsampleGenerator(nn.Module):
         self.z_dim = z_dim
         _init(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(z.view(z.shape[0], -1, 1, 1))
 
 
@@ -97,7 +97,7 @@ class UpsampleDiscriminator(nn.Module):
         if spectral_norm:  # after _init, so the stored weights get the init
             apply_sn(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.linear(self.net(x).flatten(1)).flatten()
 
 
@@ -120,7 +120,7 @@ class FCGenerator(nn.Module):
         self.z_dim = z_dim
         _init(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self.fc(z).view(z.shape[0], self.width, self.bottom, self.bottom))
 
 
@@ -138,17 +138,17 @@ class FCDiscriminator(nn.Module):
         if spectral_norm:  # after _init, so the stored weights get the init
             apply_sn(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.fc(self.net(x).flatten(1)).flatten()
 
 
 def _d(cls):
-    return lambda m, s: cls(m.d_channels, s, m.spectral_norm, m.d_batchnorm, m.dropout)
+    return lambda m, s, k: cls(m.d_channels, s, m.spectral_norm, m.d_batchnorm, m.dropout)
 
 
-register("basic", lambda m, s: BasicGenerator(m.z_dim, m.g_channels, s), _d(BasicDiscriminator), sizes=(32,),
+register("basic", lambda m, s, k: BasicGenerator(m.z_dim, m.g_channels, s), _d(BasicDiscriminator), sizes=(32,),
          doc="tutorial GAN: Linear+Upsample/Conv G, 3×3 strided-conv D with dropout")
-register("dcgan_upsample", lambda m, s: UpsampleGenerator(m.z_dim, m.g_channels, s), _d(UpsampleDiscriminator),
+register("dcgan_upsample", lambda m, s, k: UpsampleGenerator(m.z_dim, m.g_channels, s), _d(UpsampleDiscriminator),
          sizes=(32,), doc="DCGAN variant: ConvT + Upsample/Conv G with LeakyReLU, 4×4 strided-conv D with dropout")
-register("dcgan_fc", lambda m, s: FCGenerator(m.z_dim, m.g_channels, s), _d(FCDiscriminator), sizes=(32,),
+register("dcgan_fc", lambda m, s, k: FCGenerator(m.z_dim, m.g_channels, s), _d(FCDiscriminator), sizes=(32,),
          doc="DCGAN variant with fully connected layers at G's input and D's output")

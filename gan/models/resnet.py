@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from gan.models import register, sn
+from gan.models.conditional import Projection, Seq, batchnorm, check_labels
 
 
 def _xavier(conv: nn.Module, gain: float = 1.0) -> nn.Module:
@@ -28,17 +29,19 @@ def _res_conv(cin: int, cout: int) -> nn.Conv2d:
 
 
 class GenBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
+    takes_labels = True
+
+    def __init__(self, cin: int, cout: int, num_classes: int = 0):
         super().__init__()
-        self.residual = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.ReLU(), nn.Upsample(scale_factor=2),
-            _res_conv(cin, cout), nn.BatchNorm2d(cout), nn.ReLU(),
+        self.residual = Seq(
+            batchnorm(cin, num_classes), nn.ReLU(), nn.Upsample(scale_factor=2),
+            _res_conv(cin, cout), batchnorm(cout, num_classes), nn.ReLU(),
             _res_conv(cout, cout),
         )
         self.shortcut = nn.Sequential(nn.Upsample(scale_factor=2), _xavier(nn.Conv2d(cin, cout, 1)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.residual(x) + self.shortcut(x)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.residual(x, y) + self.shortcut(x)
 
 
 class OptimizedDisBlock(nn.Module):
@@ -75,23 +78,24 @@ class DisBlock(nn.Module):
 
 
 class Generator(nn.Module):
-    def __init__(self, z_dim: int = 128, ch: int = 64, image_size: int = 32):
+    def __init__(self, z_dim: int = 128, ch: int = 64, image_size: int = 32, num_classes: int = 0):
         super().__init__()
         self.width = ch * 4  # 256 at the default 64, the paper's width
         self.bottom = image_size // 8  # three ×2 up-blocks
         self.linear = _xavier(nn.Linear(z_dim, self.bottom * self.bottom * self.width))
-        self.blocks = nn.Sequential(*[GenBlock(self.width, self.width) for _ in range(3)])
-        self.output = nn.Sequential(nn.BatchNorm2d(self.width), nn.ReLU(True),
-                                    _xavier(nn.Conv2d(self.width, 3, 3, 1, 1)), nn.Tanh())
-        self.z_dim = z_dim
+        self.blocks = Seq(*[GenBlock(self.width, self.width, num_classes) for _ in range(3)])
+        self.output = Seq(batchnorm(self.width, num_classes), nn.ReLU(True),
+                          _xavier(nn.Conv2d(self.width, 3, 3, 1, 1)), nn.Tanh())
+        self.z_dim, self.num_classes = z_dim, num_classes
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self.num_classes, y)
         x = self.linear(z).view(z.shape[0], self.width, self.bottom, self.bottom)
-        return self.output(self.blocks(x))
+        return self.output(self.blocks(x, y), y)
 
 
 class Discriminator(nn.Module):
-    def __init__(self, ch: int = 64, image_size: int = 32, spectral_norm: bool = True):
+    def __init__(self, ch: int = 64, image_size: int = 32, spectral_norm: bool = True, num_classes: int = 0):
         super().__init__()
         w = ch * 2  # 128 at the default 64, the paper's width
         self.blocks = nn.Sequential(
@@ -103,15 +107,24 @@ class Discriminator(nn.Module):
         )
         # No bias: a constant offset on D's logit carries no information (reference has none).
         self.linear = sn(_xavier(nn.Linear(w, 1, bias=False)), spectral_norm)
+        self.num_classes = num_classes
+        if num_classes:
+            self.projection = Projection(num_classes, w)
+            sn(self.projection.embed, spectral_norm)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.blocks(x).sum(dim=(2, 3))).flatten()  # global *sum* pool, as the paper
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.blocks(x).sum(dim=(2, 3))  # global *sum* pool, as the paper
+        if not self.num_classes:
+            return self.linear(h).flatten()
+        check_labels(self.num_classes, y)
+        return self.linear(h).flatten() + self.projection(h, y)
 
 
 register(
     "sngan_resnet",
-    lambda m, s: Generator(m.z_dim, m.g_channels, s),
-    lambda m, s: Discriminator(m.d_channels, s, m.spectral_norm),
+    lambda m, s, k: Generator(m.z_dim, m.g_channels, s, k),
+    lambda m, s, k: Discriminator(m.d_channels, s, m.spectral_norm, k),
     sizes=(32,),
     doc="SN-GAN ResNet for CIFAR-10 (Miyato et al. 2018); spectral norm in D when spectral_norm",
+    conditional=True,
 )

@@ -1,0 +1,29 @@
+"""`gan`: the command line. Bad input is one line on stderr and exit 2, never a traceback.
+
+The commands, by room: train.py (train, resume, validate, list, keys, export), runs.py (runs, compare, eval,
+sample, leaderboard, screenshot), features.py (the c10 extractor's train and check).
+"""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train GANs on CIFAR-10 from experiments/*.toml and compare them in TensorBoard.")
+
+# each module adds its commands to `app`, in the order `gan --help` lists them
+from gan.cli import train  # noqa: E402,F401,I001
+from gan.cli import runs  # noqa: E402,F401
+from gan.cli import features  # noqa: E402,F401
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Commands that start or continue training, and the experiment files behind them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from gan.cli import app
+from gan.errors import GanError, friendly
+from gan.tracking import console
+
+SET_HELP = "override a key: section.key=value (repeatable; TOML values)"
+
+
+def _finish(result) -> None:
+    console.print(f"[bold]{result.status}[/] at step {result.step}: {result.run_dir}")
+    if result.metrics:
+        step, last = result.metrics[-1]
+        shown = ", ".join(f"{k.split('/')[1]} {v:.4g}" for k, v in last.items() if k.startswith("metrics/"))
+        console.print(f"final (step {step}): {shown}")
+    if result.best:
+        console.print(f"best {result.best['tag']}: {result.best['value']:.4g} at step {result.best['step']}")
+    console.print("see it: make tensorboard  (or: .venv/bin/tensorboard --logdir logs)")
+    raise typer.Exit(result.exit_code)
+
+
+def _run(make_trainer) -> None:
+    """Build the trainer and run it with Ctrl-C/SIGTERM handled (see gan/stop.py)."""
+    from gan import dist
+    from gan.stop import Interrupted, Stop
+
+    ddp = dist.env_world() > 1
+    stop = Stop(debounce=2.0 if ddp else 0.0, droppable=not ddp, log=console.print).install()
+    try:
+        try:
+            trainer = make_trainer(stop)
+        except Interrupted:  # during data loading: no step was made, no run folder was left
+            console.print("interrupted before training started")
+            raise typer.Exit(stop.exit_code) from None
+        _finish(trainer.run())
+    finally:
+        stop.uninstall()
+
+
+@app.command()
+@friendly
+def train(
+    exp: str = typer.Argument(..., help="experiment name under experiments/ or a path to a .toml"),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    name: Optional[str] = typer.Option(None, help="suffix of the run folder's name (letters, digits, . _ - ...)"),
+    logs: Path = typer.Option(Path("logs"), help="root folder of the runs"),
+    resume: Optional[Path] = typer.Option(None, help="continue this run folder instead (the same as `gan resume "
+                                                     "RUN`; EXP must be the run's experiment)"),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="processes on this machine (DDP through torchrun "
+                              "--standalone): one per GPU, or CPU processes with gloo; optim.batch_size stays the "
+                              "global batch"),
+) -> None:
+    """Train an experiment; logs go to logs/<experiment>/<run-id>/."""
+    from gan import config, dist, tracking
+
+    if resume is not None:
+        if name is not None or logs != Path("logs"):
+            raise GanError("--resume continues the run in its own folder: --name and --logs do not apply")
+        run_cfg = config.load(str(Path(resume) / "config.toml")) if (Path(resume) / "config.toml").is_file() else None
+        if run_cfg is not None and exp not in (run_cfg.experiment.name, str(config.resolve_path(exp))
+                                               if Path(exp).suffix == ".toml" else exp) \
+                and config.resolve_path(exp).stem != run_cfg.experiment.name:
+            raise GanError(f"--resume {resume}: it is a run of experiment '{run_cfg.experiment.name}', not '{exp}' "
+                           f"(use `gan resume {resume}`)")
+        return resume_cmd(resume, set_, device, nproc)
+    if name is not None:
+        tracking.check_name(name, "--name")
+    cfg = config.load(exp, set_)
+    if nproc > 1 and not dist.launched():
+        if cfg.optim.batch_size % nproc:  # bad input: one line here, before any process starts
+            raise GanError(f"optim.batch_size = {cfg.optim.batch_size}: not divisible by --nproc {nproc} "
+                           "(optim.batch_size is the global batch; each process takes an equal share)")
+        args = ["train", exp, *[a for s in set_ for a in ("--set", s)], "--device", device, "--logs", str(logs)]
+        raise typer.Exit(dist.launch(nproc, args + (["--name", name] if name else [])))
+    from gan.engine import Trainer
+
+    _run(lambda stop: Trainer(cfg, device=device, name=name, logs=logs, stop=stop))
+
+
+@app.command("resume")
+@friendly
+def resume_cmd(run_dir: Path = typer.Argument(..., help="a run folder under logs/"),
+               set_: List[str] = typer.Option([], "--set", help="change a key for the rest of the run, e.g. "
+                                              "train.steps=N or train.minutes=M to extend it; keys that would "
+                                              "change its model, data, loss or metrics are refused"),
+               device: str = typer.Option("auto", help="auto, cpu or cuda"),
+               nproc: int = typer.Option(1, "--nproc", min=1, help="processes (DDP through torchrun); a run "
+                                                                   "resumes on any number of them")) -> None:
+    """Continue a run from its checkpoints/last.pt, in the same folder and TensorBoard run."""
+    from gan import checkpoint, config, dist
+
+    if not (run_dir / "run.json").is_file() or not (run_dir / "config.toml").is_file():
+        raise GanError(f"'{run_dir}' is not a run folder (no run.json/config.toml)")
+    if checkpoint.resumable(run_dir) is None:
+        raise GanError(f"'{run_dir}' has no checkpoints/last.pt to resume from")
+    config.check_resume_overrides(set_)
+    cfg = config.load(str(run_dir / "config.toml"), set_)
+    if nproc > 1 and not dist.launched():
+        raise typer.Exit(dist.launch(nproc, ["resume", str(run_dir), "--device", device,
+                                             *[a for s in set_ for a in ("--set", s)]]))
+    from gan.engine import Trainer
+
+    def make(stop):
+        tr = Trainer(cfg, device=device, resume=run_dir, stop=stop)
+        if tr.step >= tr.steps or tr._out_of_time():
+            done = (f"{tr.step}/{tr.steps} steps" if tr.step >= tr.steps
+                    else f"{tr.train_seconds / 60:.1f} of train.minutes = {cfg.train.minutes:g}")
+            raise GanError(f"'{run_dir}' is already complete ({done}); extend it with --set train.steps=N "
+                           "or --set train.minutes=M")
+        console.print(f"resuming {run_dir} at step {tr.step}/{tr.steps}" + (f" with {', '.join(set_)}" if set_ else ""))
+        return tr
+
+    _run(make)
+
+
+@app.command("list")
+@friendly
+def list_cmd(models: bool = typer.Option(False, "--models", help="list model families instead")) -> None:
+    """The experiments, one line each (name, model, loss, length, description)."""
+    from gan import config
+
+    if models:
+        from gan.models import ARCHES
+
+        for n, a in sorted(ARCHES.items()):
+            console.print(f"{n:16} {'/'.join(map(str, a.sizes)):6} {'conditional' if a.conditional else '':12}"
+                          f"{a.doc}")
+        return
+    for p in sorted(config.EXPERIMENTS_DIR.glob("*.toml")):
+        try:
+            c = config.load(str(p))
+            length = f"{c.train.epochs:g} epochs" if c.train.epochs else f"{c.train.steps} steps"
+            if c.train.minutes:
+                length += f" ≤{c.train.minutes:g} min"
+            typer.echo(f"{p.stem:15} {c.model.arch:15} {c.loss.name:6} {length:18} {c.experiment.description}")
+        except GanError as e:
+            typer.echo(f"{p.stem:15} invalid: {e}")
+
+
+@app.command()
+@friendly
+def validate(exp: str = typer.Argument(..., help="experiment name or .toml path"),
+             set_: List[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+    """Parse and validate an experiment; print the resolved config (exit 0) or the error (exit 2)."""
+    from gan import config
+
+    typer.echo(config.to_toml(config.load(exp, set_)))
+
+
+@app.command()
+def keys() -> None:
+    """Every config key with its default and meaning."""
+    from gan import config
+
+    t = Table("key", "default", "meaning", box=None)
+    for k, d, doc in config.keys_doc():
+        t.add_row(k, d, doc)
+    console.print(t)
+
+
+@app.command()
+@friendly
+def export(run_dir: Path = typer.Argument(..., help="a run folder"),
+           checkpoint_name: str = typer.Option("last", "--checkpoint", help="last or best")) -> None:
+    """Write netG.pth / netD.pth (plain state_dicts) from a run's checkpoint."""
+    from gan import checkpoint
+
+    p = run_dir / "checkpoints" / f"{checkpoint_name}.pt"
+    if not p.is_file():
+        raise GanError(f"'{p}' does not exist")
+    for out in checkpoint.export(run_dir, checkpoint.load(p)):
+        console.print(str(out))

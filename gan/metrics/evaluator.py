@@ -1,0 +1,128 @@
+"""The evaluator: a generator's samples, made in memory on fixed latents, scored against cached reference features
+by every chosen extractor (see extractors.py), through torch-fidelity's own metric functions (scores.py).
+
+Built in one place (`build`) for the engine, `gan eval` and the benchmarks. Reference features are cached on disk,
+keyed by the reference images' content hash, the extractor's weights sha256 and the count (torch-fidelity's own
+cache is keyed by a name only); a damaged cache file is recomputed and said, never trusted.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from gan import fileio
+from gan.data import content_hash, to_uint8
+from gan.metrics import extractors, protocol, scores
+
+EVAL_SEED = 2020  # the same latents at every evaluation: curves move with G, not with sampling noise
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GAN_CACHE", Path.home() / ".cache" / "gan"))
+
+
+@dataclass
+class Evaluation:
+    values: dict[str, float]  # tag -> value; a non-finite value stays in (the caller says so)
+    spread: dict[str, float] = field(default_factory=dict)  # std/<metric><suffix>: KID and IS over subsets/splits
+    histograms: dict[str, torch.Tensor] = field(default_factory=dict)  # tag -> per-class counts
+
+
+class Evaluator:
+    """Computes the configured metrics for a generator, against cached reference features."""
+
+    def __init__(self, mcfg, ref_images: torch.Tensor, device: torch.device, z_dim: int, log=print,
+                 num_classes: int = 0):
+        self.cfg, self.device, self.z_dim, self.log, self.num_classes = mcfg, device, z_dim, log, num_classes
+        chosen, self.notes = extractors.choose(mcfg.extractors, mcfg.inception_weights)
+        n_ref = min(mcfg.ref_samples or len(ref_images), len(ref_images))
+        self.ref_images = ref_images[:n_ref]
+        self.ref_hash = content_hash(self.ref_images)
+        self.extractors = [extractors.load(n, p, device) for n, p in chosen]
+        self.refs = {e.name: self._reference(e) for e in self.extractors}
+        for e in self.extractors:
+            if e.suffix != protocol.EXTRACTOR_SUFFIX[e.name]:
+                self.notes.append(f"{e.name}: weights sha256 {e.sha256[:16]}… are not the standard "
+                                  f"pt_inception-2015-12-05: logged as metrics/fid{e.suffix}, not metrics/fid")
+        self.want = scores.wanted(mcfg, conditional=num_classes > 0)
+
+    def tags(self, e: extractors.Extractor) -> list[str]:
+        return [protocol.tag(m, e.suffix) for m in scores.names(self.want, e.spec.classifier)]
+
+    def protocol(self) -> list[dict]:
+        """What every metric point means: extractor, its weights, sample counts, reference set."""
+        return [{"extractor": e.name, "suffix": e.suffix, "weights": e.weights_path, "weights_sha256": e.sha256,
+                 "tags": self.tags(e), "num_samples": self.cfg.num_samples, "reference": "training images",
+                 "reference_samples": len(self.ref_images), "reference_sha256": self.ref_hash,
+                 "classes_sampled": "uniformly, in turn" if self.num_classes else None,
+                 **(scores.ceilings(e, self.refs[e.name]) if e.spec.classifier else {})}
+                for e in self.extractors]
+
+    def _reference(self, e: extractors.Extractor) -> dict:
+        key = f"{e.name}-{e.sha256[:16]}-{self.ref_hash[:16]}-n{len(self.ref_images)}"
+        path = cache_dir() / "refstats" / f"{key}.pt"
+        if path.is_file():
+            try:
+                blob = torch.load(path, weights_only=True)
+                if set(e.layers) <= set(blob["features"]) and len(blob["mu"]):
+                    self.log(f"reference statistics for {e.name}: cached {path}")
+                    return blob
+                self.log(f"reference cache {path} lacks some features: recomputing")
+            except Exception as err:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
+                self.log(f"reference cache {path} is unreadable ({type(err).__name__}): recomputing")
+        t0 = time.perf_counter()
+        feats = e.features(self.ref_images, self.cfg.batch_size)
+        blob = {"features": feats, **scores.fid_statistics(e, feats)}
+        try:
+            fileio.save_torch(path, blob)  # atomic: two processes computing it at once leave one good file
+            where = f"cached {path}"
+        except fileio.GanError as err:  # a cache that cannot be written is not a reason to stop the run
+            where = f"not cached ({err})"
+        self.log(f"reference statistics for {e.name}: {len(self.ref_images)} images in "
+                 f"{time.perf_counter() - t0:.1f}s, {where}")
+        return blob
+
+    def latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The n fixed evaluation latents and, for a conditional G, classes in turn (uniform over classes)."""
+        gen = torch.Generator(self.device).manual_seed(EVAL_SEED)
+        z = torch.randn(n, self.z_dim, generator=gen, device=self.device)
+        y = torch.arange(n, device=self.device) % self.num_classes if self.num_classes else None
+        return z, y
+
+    @torch.inference_mode()
+    def generate(self, G: torch.nn.Module, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """n uint8 samples from G (in eval mode) on the fixed latents, and their classes; the global RNG is untouched."""
+        z, y = self.latents(n)
+        was_training = G.training
+        G.eval()
+        bs = self.cfg.batch_size
+        out = [to_uint8(G(z[i:i + bs], None if y is None else y[i:i + bs])) for i in range(0, n, bs)]
+        G.train(was_training)
+        return torch.cat(out), y
+
+    def score_images(self, fake_u8: torch.Tensor, classes: torch.Tensor | None = None) -> Evaluation:
+        """Metrics of given uint8 images (and the classes they were asked for), as {tag: value}."""
+        out = Evaluation({})
+        for e in self.extractors:
+            feats = e.features(fake_u8, self.cfg.batch_size)
+            vals, std, hist = scores.compute(e, feats, self.refs[e.name], self.want, classes)
+            out.values.update({protocol.tag(k, e.suffix): v for k, v in vals.items()})
+            out.spread.update({f"std/{k}{e.suffix}": v for k, v in std.items()})
+            out.histograms.update({protocol.tag(k, e.suffix): v for k, v in hist.items()})
+        return out
+
+    def __call__(self, G: torch.nn.Module, n: int | None = None) -> Evaluation:
+        return self.score_images(*self.generate(G, n or self.cfg.num_samples))
+
+
+def build(mcfg, ref_images: torch.Tensor, device: torch.device, z_dim: int, log=print,
+          num_classes: int = 0) -> tuple[Evaluator | None, list[str]]:
+    """The evaluator a run's metrics config asks for, or None, with one line per extractor saying why."""
+    if not mcfg.enabled or not scores.names(scores.wanted(mcfg, num_classes > 0), classifier=True):
+        return None, ["metrics: off (metrics.enabled = false or no metric chosen)"]
+    ev = Evaluator(mcfg, ref_images, device, z_dim, log, num_classes)
+    return (ev if ev.extractors else None), ev.notes

@@ -1,0 +1,107 @@
+"""The registry of feature extractors: each has its torch-fidelity name, the feature layer per metric, and where
+its weights come from. Nothing downloads at run time: weights that cannot be found are said once and skipped."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch_fidelity.utils import create_feature_extractor
+
+from gan.fileio import sha256_file
+from gan.metrics import protocol
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's download name
+
+
+def inception_weights(configured: str = "") -> tuple[str | None, str]:
+    """(path or None, why): config key, then env GAN_INCEPTION_WEIGHTS, then torch-fidelity's hub cache."""
+    for src, p in (("metrics.inception_weights", configured),
+                   ("GAN_INCEPTION_WEIGHTS", os.environ.get("GAN_INCEPTION_WEIGHTS", ""))):
+        if p:
+            if Path(p).is_file():
+                return p, f"{src}={p}"
+            return None, f"{src}={p} does not exist"
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    if hub.is_file():
+        return str(hub), f"torch-fidelity cache {hub}"
+    return None, ("no Inception weights (set GAN_INCEPTION_WEIGHTS or metrics.inception_weights to a local "
+                  "pt_inception-2015-12-05 .pth)")
+
+
+def c10_weights(_configured: str = "") -> tuple[str | None, str]:
+    from gan import features
+
+    return (str(features.WEIGHTS), "packaged") if features.WEIGHTS.is_file() else (None, "packaged weights missing")
+
+
+def _register_c10() -> None:
+    from gan import features
+
+    features.register()
+
+
+@dataclass(frozen=True)
+class Spec:
+    fidelity_name: str  # name in torch-fidelity's registry
+    layers: dict  # metric -> feature layer ("is" and the class metrics use class logits)
+    weights: Callable[[str], tuple[str | None, str]]
+    setup: Callable[[], None] = lambda: None
+    classifier: bool = False  # its logits are CIFAR-10 classes: class consistency / coverage can be measured
+
+
+REGISTRY: dict[str, Spec] = {
+    "inception": Spec("inception-v3-compat", {"fid": "2048", "kid": "2048", "prc": "2048", "is": "logits_unbiased"},
+                      inception_weights),
+    "c10": Spec("c10", {"fid": "feat", "kid": "feat", "prc": "feat", "is": "logits"}, c10_weights, _register_c10,
+                classifier=True),
+}
+
+
+def choose(names: list[str], inception_path: str = "") -> tuple[list[tuple[str, str]], list[str]]:
+    """[(name, weights_path)] that will run, and one line per extractor saying why it runs or not."""
+    wanted = []
+    for n in names:
+        wanted += ["inception", "c10"] if n == "auto" else [n]
+    chosen, notes = [], []
+    for name in dict.fromkeys(wanted):  # keep order, drop repeats
+        path, why = REGISTRY[name].weights(inception_path)
+        if path is None:
+            notes.append(f"{name}: skipped, {why}")
+        else:
+            chosen.append((name, path))
+            notes.append(f"{name}: on, weights {why}")
+    return chosen, notes
+
+
+@dataclass
+class Extractor:
+    name: str
+    spec: Spec
+    module: torch.nn.Module
+    weights_path: str
+    sha256: str
+    layers: list = field(default_factory=list)
+    suffix: str = ""  # tag suffix: metrics/fid{suffix}
+
+    @torch.inference_mode()
+    def features(self, images_u8: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+        """Features of uint8 (N,3,H,W) images, batch by batch, gathered on the CPU as torch-fidelity does."""
+        out: dict[str, list] = {k: [] for k in self.layers}
+        for chunk in images_u8.split(batch_size):
+            feats = self.module(chunk)
+            for k, v in zip(self.module.features_list, feats):
+                out[k].append(v.cpu())
+        return {k: torch.cat(v) for k, v in out.items()}
+
+
+def load(name: str, weights_path: str, device: torch.device) -> Extractor:
+    spec = REGISTRY[name]
+    spec.setup()
+    layers = list(dict.fromkeys(spec.layers.values()))
+    module = create_feature_extractor(spec.fidelity_name, layers, cuda=False, verbose=False,
+                                      feature_extractor_weights_path=weights_path).to(device)
+    sha = sha256_file(weights_path)
+    return Extractor(name, spec, module, weights_path, sha, layers, protocol.suffix(name, sha))

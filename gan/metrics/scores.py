@@ -1,0 +1,97 @@
+"""The metrics themselves, on precomputed features, through torch-fidelity's own functions where it has them:
+FID, KID, IS, precision/recall (torch-fidelity ≥ 0.4: earlier releases swapped the two), and the class metrics of
+a classifier extractor (c10): class consistency of a conditional G and class coverage of any G."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+from torch_fidelity.metric_kid import kid_featuresdict_to_metric
+from torch_fidelity.metric_prc import prc_featuresdict_to_metric
+
+SEED = 2020  # KID subsets and IS splits drawn alike at every evaluation
+
+
+def wanted(mcfg, conditional: bool) -> dict[str, bool]:
+    return {"fid": mcfg.fid, "kid": mcfg.kid, "is": mcfg.is_, "prc": mcfg.prc, "classes": mcfg.classes,
+            "class_acc": mcfg.classes and conditional}
+
+
+def names(want: dict, classifier: bool) -> list[str]:
+    """The metric names an extractor logs under `want` (class metrics need a classifier's logits)."""
+    out = [m for m in ("fid", "kid", "is") if want.get(m)]
+    out += ["precision", "recall"] if want.get("prc") else []
+    if classifier:
+        out += ["class_acc"] if want.get("class_acc") else []
+        out += ["class_entropy"] if want.get("classes") else []
+    return out
+
+
+def fid_statistics(ext, feats: dict) -> dict:
+    st = fid_featuresdict_to_statistics(feats, ext.spec.layers["fid"])
+    return {"mu": torch.from_numpy(st["mu"]), "sigma": torch.from_numpy(st["sigma"])}
+
+
+def _kw(n1: int, n2: int) -> dict:
+    # torch-fidelity's defaults, with the KID subset shrunk to fit small sample counts.
+    return {"verbose": False, "kid_subset_size": min(1000, n1, n2), "kid_subsets": 100, "isc_splits": 10,
+            "samples_shuffle": True, "rng_seed": SEED, "prc_neighborhood": 3, "prc_batch_size": 10000,
+            "save_cpu_ram": False}
+
+
+def class_entropy(logits: torch.Tensor, num_classes: int) -> tuple[float, torch.Tensor]:
+    """Normalised entropy of the classes assigned (argmax), 1.0 = all classes equally; and the counts."""
+    counts = torch.bincount(logits.argmax(1), minlength=num_classes).double()
+    p = counts / counts.sum()
+    h = max(0.0, -(p[p > 0] * p[p > 0].log()).sum().item())
+    return h / math.log(num_classes), counts
+
+
+def compute(ext, fake: dict, ref: dict, want: dict, classes: torch.Tensor | None = None) \
+        -> tuple[dict[str, float], dict[str, float], dict[str, torch.Tensor]]:
+    """({metric: value}, {metric: spread over subsets/splits}, {metric: histogram}) of one extractor's features
+    of the generated images."""
+    out: dict[str, float] = {}
+    std: dict[str, float] = {}
+    hist: dict[str, torch.Tensor] = {}
+    L = ext.spec.layers
+    n_fake = len(next(iter(fake.values())))
+    n_ref = len(ref["features"][L["fid"]])
+    if want.get("fid"):
+        st = fid_featuresdict_to_statistics(fake, L["fid"])
+        ref_st = {"mu": ref["mu"].numpy(), "sigma": ref["sigma"].numpy()}
+        out["fid"] = fid_statistics_to_metric(st, ref_st, False)["frechet_inception_distance"]
+    if want.get("kid"):
+        kid = kid_featuresdict_to_metric(fake, ref["features"], L["kid"], **_kw(n_fake, n_ref))
+        out["kid"], std["kid"] = kid["kernel_inception_distance_mean"], kid["kernel_inception_distance_std"]
+    if want.get("is"):
+        isc = isc_featuresdict_to_metric(fake, L["is"], **_kw(n_fake, n_fake))
+        out["is"], std["is"] = isc["inception_score_mean"], isc["inception_score_std"]
+    if want.get("prc"):
+        prc = prc_featuresdict_to_metric(fake, ref["features"], L["prc"], **_kw(n_fake, n_ref))
+        out["precision"], out["recall"] = prc["precision"], prc["recall"]
+    if ext.spec.classifier:
+        logits = fake[L["is"]]
+        if want.get("class_acc") and classes is not None:
+            out["class_acc"] = (logits.argmax(1) == classes.cpu()).double().mean().item()
+        if want.get("classes"):
+            out["class_entropy"], hist["class_entropy"] = class_entropy(logits, logits.shape[1])
+    return {k: float(v) for k, v in out.items()}, {k: float(v) for k, v in std.items()}, hist
+
+
+def ceilings(ext, ref: dict) -> dict:
+    """What the class metrics of real images are: the ceiling a generator's numbers are read against."""
+    from gan import features
+
+    logits = ref["features"][ext.spec.layers["is"]]
+    h, _ = class_entropy(logits, logits.shape[1])
+    card = features.card()
+    return {"class_entropy_real": round(h, 4), "class_acc_real": card.get("accuracy"),
+            "class_acc_real_on": card.get("test_set", "test-00.npz")}
+
+
+def finite(v: float) -> bool:
+    return v == v and not np.isinf(v)
