@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, losses, nets as gnets, tracking
+from gan import checkpoint, config as config_mod, device as gdevice, grids, losses, nets as gnets, tracking
 from gan.augment import DiffAugment
 from gan.config import Config
 from gan.data import load_dataset, to_tensor, to_uint8
@@ -47,7 +47,8 @@ class Result:
 
 class Trainer:
     def __init__(self, cfg: Config, device: str = "auto", name: str | None = None, logs: str | Path = "logs",
-                 resume: Path | None = None, quiet: bool = False, stop: Stop | None = None):
+                 resume: Path | None = None, quiet: bool = False, stop: Stop | None = None,
+                 run_dir: Path | None = None):
         c = self.cfg = cfg
         self.dist = Dist.start(gdevice.pick(device))
         self.device = self.dist.device
@@ -68,15 +69,14 @@ class Trainer:
         self.fixed_z = torch.randn(grids.GRID, c.model.z_dim, generator=g).to(self.device)
         self.fixed_y = self._classes(torch.arange(grids.GRID, device=self.device))
         self.step, self.train_seconds, self.saved_step = 0, 0.0, 0
-        self.history: list = []  # (step, {tag: value}) of every evaluation
-        self.best: dict | None = None  # {"step", "tag", "value"}
-        self.loss_log: list = []
+        self.history, self.best, self.loss_log = [], None, []  # [(step, {tag: value})], {step, tag, value}, losses
         self.evaluator, self.metric_notes, self.primary = None, [], protocol.Primary(None, "metrics off")
         if resume is not None:  # every rank reads the checkpoint (under torchrun: on storage all nodes see)
             self.run_dir = Path(resume)
             self._load_state(checkpoint.load(self.run_dir / "checkpoints" / "last.pt", self.log))
         else:
-            self.run_dir = self.dist.on_main(lambda: tracking.new_run_dir(Path(logs), c.experiment.name, name))
+            self.run_dir = self.dist.on_main(lambda: tracking.exact_run_dir(run_dir) if run_dir else
+                                             tracking.new_run_dir(Path(logs), c.experiment.name, name))
             self.precision = self.dist.broadcast(gdevice.choose_precision(
                 c.train.precision, self.device, self.nets.G, self.nets.D, c.model.z_dim, c.optim.batch_size //
                 self.dist.world, c.data.image_size, self.log, self.num_classes) if self.dist.is_main else None)
@@ -104,24 +104,18 @@ class Trainer:
 
     # ---- state -----------------------------------------------------------------------------------
     def state(self) -> dict:
-        n = self.nets
-        return {"step": self.step, "G": n.G.state_dict(), "D": n.D.state_dict(),
-                "G_ema": n.G_ema.state_dict() if n.G_ema is not None else None,
-                "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+        return {"step": self.step, **self.nets.state_dict(), "opt_G": self.opt_G.state_dict(),
+                "opt_D": self.opt_D.state_dict(),
                 "sampler": self.sampler.state_dict(), "rng": checkpoint.rng_state(self.device),
                 "history": [[s, m] for s, m in self.history], "best": self.best, "losses": self.loss_log,
                 "train_seconds": self.train_seconds, "precision": self.precision, "num_classes": self.num_classes,
                 "config": self.cfg.to_dict(), "arch": self.cfg.model.arch}
 
     def _load_state(self, s: dict) -> None:
-        n = self.nets
         try:
             if int(s.get("num_classes", 0)) != self.num_classes:
                 raise ValueError(f"the checkpoint has {s.get('num_classes', 0)} classes, this config {self.num_classes}")
-            n.G.load_state_dict(s["G"])
-            n.D.load_state_dict(s["D"])
-            if n.G_ema is not None and s.get("G_ema") is not None:
-                n.G_ema.load_state_dict(s["G_ema"])
+            self.nets.load_state_dict(s)
             self.opt_G.load_state_dict(s["opt_G"])
             self.opt_D.load_state_dict(s["opt_D"])
             self.sampler.load_state_dict(s["sampler"])
@@ -180,8 +174,8 @@ class Trainer:
     # ---- the run ---------------------------------------------------------------------------------
     def run(self) -> Result:
         first = self.step == 0
-        self.info, self.tb = tracking.writers(self.dist.is_main, self.run_dir, None if first else self.step + 1,
-                                              self.log)
+        self.rec = tracking.Recorder(self.run_dir, self.dist.is_main, None if first else self.step + 1, self.log,
+                                     self.cfg.train.save_png)
         try:
             self._start(first)
             status = self._loop()
@@ -195,69 +189,48 @@ class Trainer:
             status = "diverged"
             self.log(f"[red]diverged {e}; the last good checkpoint (step {self.saved_step}) is kept[/]")
         except BaseException as e:  # under DDP also a peer that died: the collective fails, this rank exits non-zero
-            self._failed(e)
+            if self.dist.ddp:  # torchrun's SIGTERM to the survivors must not cut this status write short
+                with contextlib.suppress(ValueError):
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self.rec.failed(e, self.step)
             raise
         return self._end(status)
 
     def _start(self, first: bool) -> None:
-        c, info = self.cfg, self.info
+        c, d = self.cfg, self.dist
+        facts = {"steps_planned": self.steps, "precision": self.precision}
         if first:
-            info.update(experiment=c.experiment.name, status="running", started=now(), seed=c.experiment.seed,
-                        device=str(self.device), steps_planned=self.steps, versions=tracking.versions(),
-                        git_commit=tracking.git_commit(), data=self.data_source, precision=self.precision,
-                        **({"distributed": {"world_size": self.dist.world, "backend": self.dist.backend,
-                                            "sync_batchnorm": c.model.sync_batchnorm}} if self.dist.ddp else {}))
-            if self.dist.is_main:
-                fileio.write_atomic(self.run_dir / "config.toml", config_mod.to_toml(c))
-        else:
-            entry = {"at": now(), "step": self.step} | ({"world_size": self.dist.world} if self.dist.ddp else {})
-            info.update(status="running", steps_planned=self.steps, resumed=info.data.get("resumed", []) + [entry])
-        if self.dist.is_main:  # building extractors draws from the RNG (layer init): forked, so resume is exact
-            with self.dist.main_only(), self.stop.droppable():
+            facts |= {"experiment": c.experiment.name, "seed": c.experiment.seed, "device": str(self.device),
+                      "data": self.data_source}
+            if d.ddp:
+                facts["distributed"] = {"world_size": d.world, "backend": d.backend,
+                                        "sync_batchnorm": c.model.sync_batchnorm}
+        self.rec.started(first, config_mod.to_toml(c), facts, self.step, d.world if d.ddp else None)
+        if d.is_main:  # building extractors draws from the RNG (layer init): forked, so resume is exact
+            with d.main_only(), self.stop.droppable():
                 self.evaluator, self.metric_notes = gmetrics.build(c.metrics, self.images, self.device,
                                                                    c.model.z_dim, self.log, self.num_classes)
-        self.eval_active = self.dist.broadcast(self.evaluator is not None)
+        self.eval_active = d.broadcast(self.evaluator is not None)
         proto = self.evaluator.protocol() if self.evaluator else []
         self.primary = protocol.primary([t for p in proto for t in p["tags"]])
         for note in self.metric_notes + ([f"primary metric {self.primary.tag}: {self.primary.why}"]
                                          if self.primary.tag else []):
             self.log(f"metrics: {note}")
-        info.update(metrics_protocol=proto, metrics_notes=self.metric_notes,
-                    primary_metric={"tag": self.primary.tag, "why": self.primary.why})
-        if first and self.dist.is_main:
-            self._first_pictures(proto)
-        n = self.nets
-        where = (f"{self.dist.world} processes ({self.dist.backend}, {self.device.type}, "
-                 f"{c.optim.batch_size // self.dist.world} images each, "
-                 f"{'sync' if c.model.sync_batchnorm else 'per-rank'} BatchNorm)" if self.dist.ddp else str(self.device))
+        self.rec.info.update(metrics_protocol=proto, metrics_notes=self.metric_notes,
+                             primary_metric={"tag": self.primary.tag, "why": self.primary.why})
+        if first and d.is_main:
+            real = self.images[:grids.GRID]
+            with d.main_only():
+                seen = grids.grid(to_uint8(self.augment(real.float() / 127.5 - 1))) if self.augment else None
+            self.rec.first_pictures(config_mod.to_toml(c), proto, self.metric_notes, self.primary, grids.grid(real),
+                                    seen)
+        where = (f"{d.world} processes ({d.backend}, {self.device.type}, {c.optim.batch_size // d.world} images each, "
+                 f"{'sync' if c.model.sync_batchnorm else 'per-rank'} BatchNorm)") if d.ddp else str(self.device)
         self.log(f"run [bold]{self.run_dir}[/]: {c.model.arch}{' conditional' if self.num_classes else ''} G "
-                 f"{count_params(n.G) / 1e6:.2f}M D {count_params(n.D) / 1e6:.2f}M, {c.loss.name} loss, "
-                 f"{self.steps} steps on {where}, {self.precision}"
+                 f"{count_params(self.nets.G) / 1e6:.2f}M D {count_params(self.nets.D) / 1e6:.2f}M, {c.loss.name} "
+                 f"loss, {self.steps} steps on {where}, {self.precision}"
                  + (f", DiffAugment {c.train.diffaug}" if self.augment else "")
                  + (f", at most {c.train.minutes:g} min" if c.train.minutes else "") + f", data {self.data_source}")
-
-    def _first_pictures(self, proto: list[dict]) -> None:
-        """Once per run: layout, config and protocol text, the real grid and what D sees of it."""
-        c, tb = self.cfg, self.tb
-        tb.layout([p["suffix"] for p in proto])
-        tb.text("config", "```\n" + config_mod.to_toml(c) + "\n```")
-        tb.text("metrics_protocol", "\n\n".join(
-            [f"- {n}" for n in self.metric_notes] + [f"- primary: `{self.primary.tag}` ({self.primary.why})"]
-            + [f"`{p['extractor']}` sha256 {p['weights_sha256'][:16]}…, {p['num_samples']} samples vs "
-               f"{p['reference_samples']} training images ({p['reference_sha256'][:16]}…): {', '.join(p['tags'])}"
-               for p in proto]))
-        real = self.images[:grids.GRID]
-        tb.image("images/real", grids.grid(real), 0)
-        if self.augment:
-            with self.dist.main_only():
-                tb.image("images/real_augmented", grids.grid(to_uint8(self.augment(real.float() / 127.5 - 1))), 0)
-        if c.train.save_png:
-            self._png(grids.grid(real), "real.png")
-
-    def _png(self, grid: torch.Tensor, name: str) -> None:
-        from torchvision.utils import save_image
-
-        fileio.write_atomic(self.run_dir / "results" / name, lambda f: save_image(grid.float() / 255, f, format="png"))
 
     def _loop(self) -> str:
         c, t = self.cfg, self.cfg.train
@@ -265,7 +238,7 @@ class Trainer:
         self.t_log = self.t_mark = time.perf_counter()
         agree_every = t.log_every if self.dist.ddp else 1  # ranks agree on a stop only where they sync anyway
         stopping = time_up = False
-        with self._progress() as bar:
+        with tracking.progress_bar(c.experiment.name, self.steps, self.step, self.quiet, self._status) as bar:
             while True:
                 self.acc += self.train_step()
                 self.n_acc += 1
@@ -285,7 +258,7 @@ class Trainer:
                 bar(self.step)
                 if final:
                     if time_up:
-                        self.info.update(ended_by=f"train.minutes = {t.minutes:g}")
+                        self.rec.info.update(ended_by=f"train.minutes = {t.minutes:g}")
                     return "completed"
                 if stopping:
                     self.log(f"interrupted at step {self.step}: checkpoint written, resume with "
@@ -301,16 +274,20 @@ class Trainer:
     def _out_of_time(self) -> bool:
         return bool(self.cfg.train.minutes) and self.train_seconds >= 60 * self.cfg.train.minutes
 
+    def _images_seen(self) -> int:
+        return self.step * self.cfg.optim.batch_size * self.cfg.optim.n_dis
+
     def _log_scalars(self) -> None:
         c, step = self.cfg, self.step
         vals = self.dist.mean(self.acc / self.n_acc).tolist()  # the one host sync per log interval
         if not all(math.isfinite(v) for v in vals):
             raise Diverged(f"at step {step}: loss_D={vals[0]} loss_G={vals[1]}")
-        imgs = self.n_acc * c.optim.batch_size * c.optim.n_dis
-        self.tb.scalars({"loss/D": vals[0], "loss/G": vals[1], "D/real": vals[2], "D/fake": vals[3],
-                         "lr/G": self.opt_G.param_groups[0]["lr"], "lr/D": self.opt_D.param_groups[0]["lr"],
-                         "perf/images_per_sec": imgs / (time.perf_counter() - self.t_log),
-                         "epoch": self.sampler.epoch}, step)
+        rate = self.n_acc * c.optim.batch_size * c.optim.n_dis / (time.perf_counter() - self.t_log)
+        self.rec.tb.scalars({"loss/D": vals[0], "loss/G": vals[1], "D/real": vals[2], "D/fake": vals[3],
+                             "lr/G": self.opt_G.param_groups[0]["lr"], "lr/D": self.opt_D.param_groups[0]["lr"],
+                             "perf/images_per_sec": rate, "epoch": self.sampler.epoch}, step)
+        self.rec.info.update(durable=False, progress={"step": step, "steps": self.steps, "images_per_sec": rate,
+                                                      "train_seconds": round(self.train_seconds, 2), "at": now()})
         self.loss_log.append((step, vals[0], vals[1]))
         self.acc.zero_()
         self.n_acc, self.t_log = 0, time.perf_counter()
@@ -323,15 +300,13 @@ class Trainer:
             return
         G = self.nets.G_sample
         with self.dist.main_only():
-            fake = grids.grid(grids.samples(G, self.fixed_z, self.fixed_y))
-            self.tb.image("images/fake", fake, self.step)
-            if self.num_classes:
+            self.rec.image("images/fake", grids.grid(grids.samples(G, self.fixed_z, self.fixed_y)), self.step,
+                           f"fake_{self.step:07d}.png")
+            if self.num_classes:  # one row per class, the same latents in every row
                 z = self.fixed_z[:grids.PER_CLASS].repeat(self.num_classes, 1)
                 y = torch.arange(self.num_classes, device=self.device).repeat_interleave(grids.PER_CLASS)
                 rows = grids.labelled_rows(grids.samples(G, z, y), self.class_names)
-                self.tb.image("images/fake_per_class", rows, self.step)
-        if self.cfg.train.save_png:
-            self._png(fake, f"fake_{self.step:07d}.png")
+                self.rec.image("images/fake_per_class", rows, self.step, f"fake_per_class_{self.step:07d}.png")
 
     def _evaluate(self) -> bool:
         """Metrics at this step (main process); whether the primary metric improved, known on every rank."""
@@ -344,24 +319,14 @@ class Trainer:
                 ev = self.evaluator(self.nets.G_sample)
             secs = time.perf_counter() - t0
             self.t_mark += secs  # evaluation time is not training time
-            c = self.cfg
-            values = ev.values | {"time/eval_seconds": secs, "progress/train_seconds": self.train_seconds,
-                                  "progress/images_seen": float(self.step * c.optim.batch_size * c.optim.n_dis)}
-            for k, v in values.items():
-                if not math.isfinite(v):
-                    self.log(f"[yellow]warning: {k} is not finite ({v}) at step {self.step}: recorded as such[/]")
-                    self.info.update(nonfinite=self.info.data.get("nonfinite", []) + [{"step": self.step, "tag": k}])
-            self.tb.scalars(values | ev.spread, self.step)
-            for k, h in ev.histograms.items():
-                self.tb.histogram(k.replace("metrics/", "classes/"), h, self.step)
+            values = self.rec.evaluation(self.step, ev, {"time/eval_seconds": secs,
+                                                         "progress/train_seconds": self.train_seconds,
+                                                         "progress/images_seen": float(self._images_seen())})
             self.history.append((self.step, values))
             p = self.primary.tag
             if p in values and math.isfinite(values[p]) and \
                     protocol.better(p, values[p], self.best["value"] if self.best else None):
                 self.best, is_best = {"step": self.step, "tag": p, "value": values[p]}, True
-            self.log(f"step {self.step}: " + ", ".join(f"{k.split('/')[1]} {v:.4g}" for k, v in values.items()
-                                                        if k.startswith("metrics/")))
-            self.tb.flush()
         return self.dist.broadcast(is_best)
 
     def _checkpoint(self, best: bool) -> None:
@@ -372,53 +337,22 @@ class Trainer:
             checkpoint.save(st, self.run_dir / "checkpoints" / "last.pt")
             if best:
                 checkpoint.save(st, self.run_dir / "checkpoints" / "best.pt")
-            self.info.update(step=self.step, best=self.best, train_seconds=round(self.train_seconds, 2))
+            self.rec.info.update(step=self.step, best=self.best, train_seconds=round(self.train_seconds, 2))
         self.saved_step = self.step
 
-    @contextlib.contextmanager
-    def _progress(self):
-        """The rich progress bar; yields a function of the step that updates it."""
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                       TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
-                       disable=self.quiet, transient=False)
-        task = bar.add_task(self.cfg.experiment.name, total=self.steps, completed=self.step, status="", rate="")
-        t0, s0 = time.perf_counter(), self.step
-
-        def update(step: int) -> None:
-            last = self.loss_log[-1] if self.loss_log else (0, float("nan"), float("nan"))
-            p = self.primary.tag
-            fid = next((f" {p.split('/')[1]} {m[p]:.2f}" for _, m in reversed(self.history) if p in m), "")
-            bar.update(task, completed=step, rate=f"{(step - s0) / max(time.perf_counter() - t0, 1e-9):.2f} it/s",
-                       status=f"D {last[1]:.3f} G {last[2]:.3f}{fid}")
-
-        with bar:
-            yield update
-
-    def _failed(self, e: BaseException) -> None:
-        import signal
-
-        if self.dist.ddp:  # torchrun's SIGTERM to the survivors must not cut this status write short
-            try:
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            except ValueError:
-                pass
-        try:
-            self.info.update(status="failed", ended=now(), step=self.step, error=str(e)[:300] or type(e).__name__)
-            self.tb.close()
-        except GanError:  # the disk that failed the run may not take the status either
-            pass
+    def _status(self) -> str:
+        """The progress bar's text: last losses and the primary metric."""
+        last = self.loss_log[-1] if self.loss_log else (0, float("nan"), float("nan"))
+        p = self.primary.tag
+        fid = next((f" {p.split('/')[1]} {m[p]:.2f}" for _, m in reversed(self.history) if p in m), "")
+        return f"D {last[1]:.3f} G {last[2]:.3f}{fid}"
 
     def _end(self, status: str) -> Result:
-        self.info.update(status=status, ended=now(), step=self.step, best=self.best,
-                         train_seconds=round(self.train_seconds, 2))
-        if status == "completed":
-            suffixes = [p["suffix"] for p in self.info.data.get("metrics_protocol", [])]
-            self.tb.hparams(tracking.flatten(self.cfg.to_dict()), tracking.hparam_metrics(self.history, suffixes),
-                            self.step)
-            if self.cfg.train.export and self.dist.is_main:
-                checkpoint.export(self.run_dir, self.state())
-        self.tb.close()
+        done = status == "completed"
+        self.rec.ended(status, tracking.flatten(self.cfg.to_dict()) if done else None, self.history, step=self.step,
+                       best=self.best, train_seconds=round(self.train_seconds, 2))
+        if done and self.cfg.train.export and self.dist.is_main:
+            checkpoint.export(self.run_dir, self.state())
         self.dist.finish()
         return Result(self.run_dir, status, self.step, list(self.loss_log), list(self.history), self.best,
                       self.stop.exit_code if status == "interrupted" else EXIT.get(status, 1))

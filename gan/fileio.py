@@ -46,11 +46,12 @@ def fsync_dir(folder: Path) -> None:
 
 
 def write_atomic(path: str | Path, fill: Callable[[io.BufferedWriter], Any] | bytes | str,
-                 keep_previous: Path | None = None) -> Path:
+                 keep_previous: Path | None = None, durable: bool = True) -> Path:
     """Write `path` atomically. `fill` is the bytes, the text (UTF-8), or a function that writes to the file.
 
     `keep_previous`: the file being replaced becomes this one, without a moment where `path` is missing: it is
-    hard-linked there (`path` stays in place) before the one `os.replace` that puts the new file in."""
+    hard-linked there (`path` stays in place) before the one `os.replace` that puts the new file in.
+    `durable=False` skips the fsyncs (heartbeats written often): still atomic, perhaps lost at a power cut."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -61,7 +62,8 @@ def write_atomic(path: str | Path, fill: Callable[[io.BufferedWriter], Any] | by
             else:
                 f.write(fill.encode() if isinstance(fill, str) else fill)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         if keep_previous is not None and path.exists():
             _link_previous(path, Path(keep_previous))
         os.replace(tmp, path)
@@ -73,7 +75,8 @@ def write_atomic(path: str | Path, fill: Callable[[io.BufferedWriter], Any] | by
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
     return path
 
 
@@ -92,8 +95,8 @@ def _link_previous(path: Path, prev: Path) -> None:
     os.replace(link, prev)
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
-    return write_atomic(path, json.dumps(obj, indent=2, default=str, allow_nan=True) + "\n")
+def write_json(path: str | Path, obj: Any, durable: bool = True) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=2, default=str, allow_nan=True) + "\n", durable=durable)
 
 
 def save_torch(path: str | Path, obj: Any) -> Path:

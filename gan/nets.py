@@ -37,6 +37,16 @@ class Nets:
     def G_sample(self) -> nn.Module:
         return self.G_ema if self.G_ema is not None else self.G
 
+    def state_dict(self) -> dict:
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(),
+                "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.G.load_state_dict(s["G"])
+        self.D.load_state_dict(s["D"])
+        if self.G_ema is not None and s.get("G_ema") is not None:
+            self.G_ema.load_state_dict(s["G_ema"])
+
     @torch.no_grad()
     def ema_update(self, decay: float) -> None:
         """G_ema ← decay·G_ema + (1-decay)·G (decay 0 copies); BatchNorm statistics are copied, not averaged."""

@@ -5,11 +5,13 @@ which rank it is before writing.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import platform
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -58,6 +60,20 @@ def new_run_dir(logs: Path, exp: str, name: str | None) -> Path:
     raise GanError(f"cannot find a free run folder under '{parent}'")
 
 
+def exact_run_dir(path: Path) -> Path:
+    """A run folder at a path chosen by the caller (gan sweep): made new, or an empty one that exists."""
+    path = Path(path)
+    check_name(path.name, "--run-dir")
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        if not path.is_dir() or any(path.iterdir()):
+            raise GanError(f"--run-dir '{path}' exists and is not empty: not overwriting it") from None
+    except OSError as e:
+        raise fileio.disk_error(path, e) from None
+    return path
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -85,9 +101,10 @@ class RunInfo:
         if not isinstance(self.data, dict):
             self.data = {}
 
-    def update(self, **fields) -> None:
+    def update(self, durable: bool = True, **fields) -> None:
+        """Write run.json atomically; `durable=False` (progress heartbeats) skips the fsync."""
         self.data.update(fields)
-        fileio.write_json(self.path, self.data)
+        fileio.write_json(self.path, self.data, durable=durable)
 
 
 class Tracker:
@@ -162,11 +179,93 @@ class Null:
         return lambda *a, **k: None
 
 
-def writers(is_main: bool, run_dir: Path, purge_step: int | None, log=print):
-    """(RunInfo, Tracker) for the main process, null ones elsewhere."""
-    if not is_main:
-        return Null(), Null()
-    return RunInfo(run_dir, log), Tracker(run_dir, purge_step)
+class Recorder:
+    """The traces of one run, written by the main process: run.json, TensorBoard, PNGs under results/. On the
+    other ranks its writers are null, so callers never ask which rank they are on."""
+
+    def __init__(self, run_dir: Path, is_main: bool, purge_step: int | None, log=print, save_png: bool = False):
+        self.run_dir, self.log, self.save_png = Path(run_dir), log, save_png and is_main
+        self.info, self.tb = (RunInfo(run_dir, log), Tracker(run_dir, purge_step)) if is_main else (Null(), Null())
+
+    def started(self, first: bool, cfg_toml: str, facts: dict, step: int, world: int | None) -> None:
+        if first:
+            self.info.update(status="running", started=now(), versions=versions(), git_commit=git_commit(), **facts)
+        else:
+            entry = {"at": now(), "step": step} | ({"world_size": world} if world else {})
+            self.info.update(status="running", resumed=self.info.data.get("resumed", []) + [entry], **facts)
+        if not isinstance(self.info, Null):  # the config as it runs now (a resume may have changed its length)
+            fileio.write_atomic(self.run_dir / "config.toml", cfg_toml)
+
+    def first_pictures(self, cfg_toml: str, proto: list[dict], notes: list[str], primary, real, augmented) -> None:
+        """Once per run: the Custom Scalars layout, config and protocol text, the real grid and what D sees."""
+        self.tb.layout([p["suffix"] for p in proto])
+        self.tb.text("config", "```\n" + cfg_toml + "\n```")
+        self.tb.text("metrics_protocol", "\n\n".join(
+            [f"- {n}" for n in notes] + [f"- primary: `{primary.tag}` ({primary.why})"]
+            + [f"`{p['extractor']}` sha256 {p['weights_sha256'][:16]}…, {p['num_samples']} samples vs "
+               f"{p['reference_samples']} reference images ({p['reference_sha256'][:16]}…): {', '.join(p['tags'])}"
+               for p in proto]))
+        self.image("images/real", real, 0, "real.png")
+        if augmented is not None:
+            self.image("images/real_augmented", augmented, 0)
+
+    def image(self, tag: str, grid: torch.Tensor, step: int, png: str | None = None) -> None:
+        self.tb.image(tag, grid, step)
+        if png and self.save_png:
+            from torchvision.utils import save_image
+
+            fileio.write_atomic(self.run_dir / "results" / png, lambda f: save_image(grid.float() / 255, f,
+                                                                                     format="png"))
+
+    def evaluation(self, step: int, ev, extra: dict) -> dict:
+        """One metric point: TensorBoard (finite values), run.json (non-finite ones, named), the console line."""
+        values = ev.values | extra
+        for k, v in values.items():
+            if v != v or abs(v) == float("inf"):
+                self.log(f"[yellow]warning: {k} is not finite ({v}) at step {step}: recorded as such in run.json[/]")
+                self.info.update(nonfinite=self.info.data.get("nonfinite", []) + [{"step": step, "tag": k}])
+        self.tb.scalars(values | ev.spread, step)
+        for k, h in ev.histograms.items():
+            self.tb.histogram(k.replace("metrics/", "classes/"), h, step)
+        self.info.update(durable=False, last_eval={"step": step, "values": values})
+        self.tb.flush()
+        self.log(f"step {step}: " + ", ".join(f"{k.split('/')[1]} {v:.4g}" for k, v in values.items()
+                                               if k.startswith("metrics/")))
+        return values
+
+    def failed(self, e: BaseException, step: int) -> None:
+        try:
+            self.info.update(status="failed", ended=now(), step=step, error=str(e)[:300] or type(e).__name__)
+            self.tb.close()
+        except GanError:  # the disk that failed the run may not take the status either
+            pass
+
+    def ended(self, status: str, flat_config: dict | None, history: list, **fields) -> None:
+        self.info.update(status=status, ended=now(), **fields)
+        if flat_config is not None:
+            suffixes = [p["suffix"] for p in self.info.data.get("metrics_protocol", [])]
+            self.tb.hparams(flat_config, hparam_metrics(history, suffixes), fields.get("step", 0))
+        self.tb.close()
+
+
+@contextlib.contextmanager
+def progress_bar(name: str, total: int, done: int, quiet: bool, status):
+    """A rich progress bar; yields a function of the step that updates it (`status()` gives its text)."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                   TextColumn("{task.fields[status]}"), console=console, disable=quiet, transient=False)
+    task = bar.add_task(name, total=total, completed=done, status="", rate="")
+    t0 = time.perf_counter()
+
+    def update(step: int) -> None:
+        rate = (step - done) / max(time.perf_counter() - t0, 1e-9)
+        bar.update(task, completed=step, rate=f"{rate:.2f} it/s", status=status())
+
+    with bar:
+        yield update
 
 
 def layout(suffixes: list[str]) -> dict:

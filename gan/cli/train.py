@@ -57,6 +57,8 @@ def train(
     nproc: int = typer.Option(1, "--nproc", min=1, help="processes on this machine (DDP through torchrun "
                               "--standalone): one per GPU, or CPU processes with gloo; optim.batch_size stays the "
                               "global batch"),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="an exact new folder for the run instead of "
+                                           "logs/<experiment>/<run-id> (what gan sweep uses)"),
 ) -> None:
     """Train an experiment; logs go to logs/<experiment>/<run-id>/."""
     from gan import config, dist, tracking
@@ -73,16 +75,19 @@ def train(
         return resume_cmd(resume, set_, device, nproc)
     if name is not None:
         tracking.check_name(name, "--name")
+    if run_dir is not None and (name is not None or logs != Path("logs")):
+        raise GanError("--run-dir names the run's folder itself: --name and --logs do not apply")
     cfg = config.load(exp, set_)
     if nproc > 1 and not dist.launched():
         if cfg.optim.batch_size % nproc:  # bad input: one line here, before any process starts
             raise GanError(f"optim.batch_size = {cfg.optim.batch_size}: not divisible by --nproc {nproc} "
                            "(optim.batch_size is the global batch; each process takes an equal share)")
-        args = ["train", exp, *[a for s in set_ for a in ("--set", s)], "--device", device, "--logs", str(logs)]
-        raise typer.Exit(dist.launch(nproc, args + (["--name", name] if name else [])))
+        args = ["train", exp, *[a for s in set_ for a in ("--set", s)], "--device", device]
+        args += ["--run-dir", str(run_dir)] if run_dir else ["--logs", str(logs)] + (["--name", name] if name else [])
+        raise typer.Exit(dist.launch(nproc, args))
     from gan.engine import Trainer
 
-    _run(lambda stop: Trainer(cfg, device=device, name=name, logs=logs, stop=stop))
+    _run(lambda stop: Trainer(cfg, device=device, name=name, logs=logs, stop=stop, run_dir=run_dir))
 
 
 @app.command("resume")
