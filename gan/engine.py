@@ -238,12 +238,15 @@ class Trainer:
         self.t_log = self.t_mark = time.perf_counter()
         agree_every = t.log_every if self.dist.ddp else 1  # ranks agree on a stop only where they sync anyway
         stopping = time_up = False
+        first_step, secs0 = self.step, self.train_seconds
         with tracking.progress_bar(c.experiment.name, self.steps, self.step, self.quiet, self._status) as bar:
             while True:
                 self.acc += self.train_step()
                 self.n_acc += 1
                 self.step += 1
                 self._clock()
+                if self.step == first_step + 1:
+                    self._say_if_long(self.train_seconds - secs0)
                 if self.step % agree_every == 0 or self.step >= self.steps:
                     stopping, time_up = self.dist.any_of(bool(self.stop.signum), self._out_of_time())
                 final = self.step >= self.steps or time_up
@@ -270,6 +273,16 @@ class Trainer:
         t = time.perf_counter()
         self.train_seconds += t - self.t_mark
         self.t_mark = t
+
+    def _say_if_long(self, first_step_seconds: float) -> None:
+        """A run planned for many hours on a CPU is sized for a GPU: say so at once, and what to run instead."""
+        hours = (self.steps - self.step) * first_step_seconds / 3600
+        if self.cfg.train.minutes:
+            hours = min(hours, self.cfg.train.minutes / 60)
+        if self.device.type == "cpu" and hours > 12:
+            self.log(f"[yellow]this run is planned for about {hours / 24:.1f} days on this CPU ({self.steps} steps, "
+                     f"{first_step_seconds:.1f} s for the first): it is sized for a GPU. On a CPU, `make train "
+                     "EXP=quick` gives the best samples in 10 minutes.[/]")
 
     def _out_of_time(self) -> bool:
         return bool(self.cfg.train.minutes) and self.train_seconds >= 60 * self.cfg.train.minutes
@@ -342,10 +355,9 @@ class Trainer:
 
     def _status(self) -> str:
         """The progress bar's text: last losses and the primary metric."""
-        last = self.loss_log[-1] if self.loss_log else (0, float("nan"), float("nan"))
         p = self.primary.tag
         fid = next((f" {p.split('/')[1]} {m[p]:.2f}" for _, m in reversed(self.history) if p in m), "")
-        return f"D {last[1]:.3f} G {last[2]:.3f}{fid}"
+        return (f"D {self.loss_log[-1][1]:.3f} G {self.loss_log[-1][2]:.3f}" if self.loss_log else "") + fid
 
     def _end(self, status: str) -> Result:
         done = status == "completed"

@@ -15,12 +15,16 @@ from tests.conftest import events
 PARAMS = {
     "baseline": (3813379, 5860865),
     "basic": (1050883, 389889),
+    "best": (4308995, 1055104),
+    "cond_sngan": (3830659, 5865985),
     "dcgan": (1068928, 663361),
     "dcgan64": (3576704, 2765633),
     "dcgan_fc": (4971075, 4855233),
     "dcgan_upsample": (1076419, 662977),
+    "quick": (1183616, 662977),
     "smoke": (1183616, 662977),
     "sngan": (3813379, 5860865),
+    "sngan_diffaug": (3813379, 5860865),
     "sngan_resnet": (4276739, 1053824),
     "wgan_gp": (3813379, 5860865),
 }
@@ -34,13 +38,14 @@ def test_every_experiment_is_in_the_table():
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_counts(name):
     c = config.load(name)
-    g, d = build(c.model, c.data.image_size)
+    g, d = build(c.model, c.data.image_size, 10 if c.model.conditional else 0)
     assert (count_params(g), count_params(d)) == PARAMS[name]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_three_steps_log_to_tensorboard(name, tmp_path, tiny_npz):
     c = config.load(name, ["data.dataset=npz", f"data.path={tiny_npz}", "train.epochs=0", "train.steps=3",
+                           "train.precision='fp32'",
                            "optim.batch_size=4", "optim.n_dis=1", "train.log_every=1",
                            "metrics.enabled=false"])  # n_dis 1 keeps the big models' 3 steps short on CPU
     r = Trainer(c, device="cpu", logs=tmp_path, quiet=True).run()
