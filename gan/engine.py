@@ -18,9 +18,10 @@ from torchvision.utils import make_grid, save_image
 
 from gan import checkpoint, config as config_mod, dist as gdist, losses
 from gan.config import Config
-from gan.data import Sampler, load_images, to_tensor, to_uint8
+from gan.data import load_images, to_tensor, to_uint8
 from gan.errors import GanError
 from gan.models import build, count_params
+from gan.sampler import Sampler
 from gan.tracking import (RunInfo, Tracker, console, flatten, git_commit, hparam_metrics, new_run_dir, now,
                           versions)
 
@@ -161,7 +162,7 @@ class Trainer:
         seed_everything(c.experiment.seed)
 
         # Data first: a missing dataset or impossible batch fails before any folder is made.
-        images, self.data_source = load_images(c.data)
+        images, self.data_source = load_images(c.data, self.log)
         if c.optim.batch_size > len(images):
             raise GanError(f"optim.batch_size = {c.optim.batch_size}: larger than the dataset "
                            f"({len(images)} images from {self.data_source})")
@@ -293,7 +294,7 @@ class Trainer:
         # the G step, and the D step sees it detached.
         reuse = c.train.reuse_fake and c.optim.n_dis == 1 and not (c.loss.gp_weight or c.loss.r1_weight)
         for _ in range(c.optim.n_dis):
-            real = self.sampler.next().contiguous(memory_format=self.mf)
+            real = self.sampler.next()[0].contiguous(memory_format=self.mf)  # [1]: labels, unused by these models
             z = self.latents()
             with autocast:
                 if reuse:

@@ -234,19 +234,19 @@ def test_batch_not_divisible_by_processes_is_one_line(tmp_path, tiny_npz):
 # ---- the pieces, without torchrun ----------------------------------------------------------------------------
 
 def test_sharded_sampler_is_the_single_process_batch_split():
-    from gan.data import Sampler
-    from gan.data import Sampler as ShardedSampler
+    from gan.sampler import Sampler
+    from gan.sampler import Sampler as ShardedSampler
 
     images = torch.randint(0, 256, (40, 3, 4, 4), dtype=torch.uint8)
     torch.manual_seed(3)
     one = Sampler(images, 12, True, seed=5)
-    ref = [one.next() for _ in range(7)]  # 7 batches of 12 from 40 images: two new passes
+    ref = [one.next()[0] for _ in range(7)]  # 7 batches of 12 from 40 images: two new passes
     after = torch.get_rng_state()  # the flips moved the global RNG
     parts = []
     for rank in range(3):
         torch.manual_seed(3)
         s = ShardedSampler(images, 12, True, seed=5, rank=rank, world=3)
-        parts.append([s.next() for _ in range(7)])
+        parts.append([s.next()[0] for _ in range(7)])
         assert s.state_dict()["pos"] == one.state_dict()["pos"] and s.epoch == one.epoch == 2
         assert torch.equal(torch.get_rng_state(), after), rank  # by as much as in one process
     for i, batch in enumerate(ref):
