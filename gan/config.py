@@ -40,6 +40,8 @@ class Data:
     image_size: int = _f(32, "training resolution: images are resized to it when they differ", choices=(32, 64))
     hflip: bool = _f(True, "random horizontal flip of real images")
     limit: int = _f(0, "use only the first N images (0 = all)", min=0)
+    fraction: float = _f(1.0, "limited data: train on this share (0.1 = 10%), the first of each class; after data.limit",
+                         min=0.0, min_open=True, max=1.0)
 
 
 @dataclass
@@ -278,25 +280,51 @@ def check_resume_overrides(overrides: list[str]) -> None:
 def resolve_path(exp: str) -> Path:
     p = Path(exp)
     if p.suffix == ".toml" or "/" in exp:
+        if p.is_dir():
+            raise GanError(f"experiment file '{exp}' is a folder: expected a .toml file")
         if not p.is_file():
             raise GanError(f"experiment file '{exp}' not found")
         return p
     p = EXPERIMENTS_DIR / f"{exp}.toml"
+    if not p.is_file() and Path(exp).is_dir():
+        raise GanError(f"experiment '{exp}' is a folder: expected an experiment name or a .toml file")
     if not p.is_file():
         names = ", ".join(sorted(x.stem for x in EXPERIMENTS_DIR.glob("*.toml")))
         raise GanError(f"no experiment named '{exp}' (known: {names})")
     return p
 
 
+def parse_toml(raw: bytes, where: str) -> dict:
+    """TOML is UTF-8 text: say what else a file is (UTF-16, Latin-1, binary) in one line."""
+    if raw.startswith((b"\xff\xfe\0\0", b"\0\0\xfe\xff")):
+        raise GanError(f"{where}: UTF-32 text; TOML files are UTF-8 (save it as UTF-8)")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise GanError(f"{where}: UTF-16 text; TOML files are UTF-8 (save it as UTF-8)")
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise GanError(f"{where}: NUL byte at offset {nul}: not UTF-8 text (UTF-16 without a BOM, or binary?)")
+    try:
+        text = raw.decode("utf-8-sig")  # a leading BOM, as some Windows editors write, is harmless
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise GanError(f"{where}: not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}; TOML files are "
+                       f"UTF-8: Latin-1 or binary?)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise GanError(f"{where}: TOML syntax error: {e}") from None
+    except RecursionError:
+        raise GanError(f"{where}: TOML syntax error: nested too deeply") from None
+
+
 def load(exp: str, overrides: list[str] | None = None) -> Config:
     """Read an experiment by name or path, apply `--set` overrides, validate everything."""
     path = resolve_path(exp)
     try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise GanError(f"{path}: TOML syntax error: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise GanError(f"{path}: cannot read: {e}") from None
+        raw = path.read_bytes()
+    except OSError as e:
+        raise GanError(f"{path}: cannot read ({e.strerror or e})") from None
+    doc = parse_toml(raw, str(path))
     for item in overrides or []:
         section, key, value = parse_override(item)
         doc.setdefault(section, {})

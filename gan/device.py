@@ -25,6 +25,13 @@ def pick(name: str) -> torch.device:
     return torch.device(name)
 
 
+def configure(device: torch.device, tf32: bool) -> None:
+    """Process-wide CUDA numerics: TF32 matmuls/convolutions as asked; cuDNN picks the fastest kernels."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True
+
+
 def bf16_supported(device: torch.device) -> tuple[bool, str]:
     """(whether bf16 autocast runs at speed here, why)."""
     if device.type == "cuda":

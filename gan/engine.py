@@ -59,6 +59,7 @@ class Trainer:
         checkpoint.seed_everything(c.experiment.seed)
         with self.stop.droppable():  # data first: a missing dataset or impossible batch fails before any folder
             self._load_data()
+        gdevice.configure(self.device, c.train.tf32)
         self.nets = gnets.make(c, self.dist, self.num_classes)
         self.opt_G, self.opt_D = gnets.optimizers(c, self.nets, self.device)
         self.sampler = Sampler(self.images, c.optim.batch_size, c.data.hflip, c.experiment.seed, self.dist.rank,
@@ -83,7 +84,7 @@ class Trainer:
 
     def _load_data(self) -> None:
         c = self.cfg
-        data = load_dataset(c.data)
+        data = load_dataset(c.data, self.log)
         self.data_source = data.source
         if c.optim.batch_size > len(data.images):
             raise GanError(f"optim.batch_size = {c.optim.batch_size}: larger than the dataset "

@@ -1,21 +1,28 @@
-"""Batches drawn by index from the device copy of the dataset."""
+"""Batches drawn by index from the device copy of the data: a fresh permutation each pass, optional flip."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from gan.data import to_float
 
 
 class Sampler:
-    """Batches drawn by index from the device copy: a fresh permutation each pass, optional flip.
+    """next() -> (x, y): x float [-1, 1] (this rank's share of the batch), y its int64 labels or None.
 
     Its state (permutation, position, generator) goes into checkpoints, so a resumed run sees the
-    same batches as an uninterrupted one.
+    same batches as an uninterrupted one. Labels draw nothing from any RNG: with or without them the
+    batches are the same.
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, hflip: bool, seed: int, rank: int = 0,
-                 world: int = 1, labels: torch.Tensor | None = None):
-        self.images, self.batch_size, self.hflip, self.labels = images, batch_size, hflip, labels
+                 world: int = 1, labels: np.ndarray | torch.Tensor | None = None):
+        self.images, self.batch_size, self.hflip = images, batch_size, hflip
+        self.labels = None
+        if labels is not None:
+            self.labels = torch.as_tensor(labels).to(device=images.device, dtype=torch.int64)
+            if self.labels.shape != (len(images),):
+                raise ValueError(f"labels {tuple(self.labels.shape)} do not match {len(images)} images")
         self.gen = torch.Generator().manual_seed(seed)
         self.perm = self._new_perm()
         self.pos = 0
@@ -32,11 +39,12 @@ class Sampler:
             self.perm, self.pos, self.epoch = self._new_perm(), 0, self.epoch + 1
         idx = self.perm[self.pos: self.pos + self.batch_size]
         self.pos += self.batch_size
-        x = to_float(self.images[idx[self.lo:self.hi]])
+        mine = idx[self.lo:self.hi]
+        x = to_float(self.images[mine])
         if self.hflip:  # drawn for the global batch, then sliced
             flip = torch.rand(self.batch_size, 1, 1, 1, device=x.device)[self.lo:self.hi] < 0.5
             x = torch.where(flip, x.flip(3), x)
-        return x, (None if self.labels is None else self.labels[idx[self.lo:self.hi]])
+        return x, (self.labels[mine] if self.labels is not None else None)
 
     def state_dict(self) -> dict:
         return {"perm": self.perm.cpu(), "pos": self.pos, "epoch": self.epoch, "gen": self.gen.get_state()}
