@@ -143,8 +143,7 @@ def list_cmd(models: bool = typer.Option(False, "--models", help="list model fam
         try:
             c = config.load(str(p))
             length = f"{c.train.epochs:g} epochs" if c.train.epochs else f"{c.train.steps} steps"
-            if c.train.minutes:
-                length += f" ≤{c.train.minutes:g} min"
+            length = f"{c.train.minutes:g} minutes" if c.train.minutes else length
             typer.echo(f"{p.stem:15} {c.model.arch:15} {c.loss.name:6} {length:18} {c.experiment.description}")
         except GanError as e:
             typer.echo(f"{p.stem:15} invalid: {e}")
