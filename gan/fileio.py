@@ -46,12 +46,14 @@ def fsync_dir(folder: Path) -> None:
 
 
 def write_atomic(path: str | Path, fill: Callable[[io.BufferedWriter], Any] | bytes | str,
-                 keep_previous: Path | None = None, durable: bool = True) -> Path:
+                 keep_previous: Path | None = None, durable: bool = True, exclusive: bool = False) -> Path:
     """Write `path` atomically. `fill` is the bytes, the text (UTF-8), or a function that writes to the file.
 
     `keep_previous`: the file being replaced becomes this one, without a moment where `path` is missing: it is
     hard-linked there (`path` stays in place) before the one `os.replace` that puts the new file in.
-    `durable=False` skips the fsyncs (heartbeats written often): still atomic, perhaps lost at a power cut."""
+    `durable=False` skips the fsyncs (heartbeats written often): still atomic, perhaps lost at a power cut.
+    `exclusive=True`: never replace an existing `path` (FileExistsError, nothing written): the finished file is
+    hard-linked into place, which fails when the name is taken, even by a file made a moment ago."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -66,7 +68,14 @@ def write_atomic(path: str | Path, fill: Callable[[io.BufferedWriter], Any] | by
                 os.fsync(f.fileno())
         if keep_previous is not None and path.exists():
             _link_previous(path, Path(keep_previous))
-        os.replace(tmp, path)
+        if exclusive:
+            _link_new(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -78,6 +87,21 @@ def write_atomic(path: str | Path, fill: Callable[[io.BufferedWriter], Any] | by
     if durable:
         fsync_dir(path.parent)
     return path
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Put `tmp` at `path` only if `path` does not exist (os.link fails on a taken name, atomically)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as e:  # a filesystem without hard links: exclusive create, then the bytes
+        if e.errno in _FULL:
+            raise
+        with open(tmp, "rb") as src, open(path, "xb") as dst:
+            dst.write(src.read())
+            os.fsync(dst.fileno())
+    tmp.unlink()
 
 
 def _link_previous(path: Path, prev: Path) -> None:
@@ -117,10 +141,22 @@ def read_json(path: str | Path, default: Any = None, move_aside: bool = False, l
         why = type(e).__name__ if not isinstance(e, json.JSONDecodeError) else f"not JSON: {e.msg} at byte {e.pos}"
         if not move_aside:
             raise GanError(f"'{path}' is damaged ({why})") from None
-        aside = path.with_name(f"{path.name}.corrupt-{dt.datetime.now():%Y%m%d-%H%M%S}")
-        os.replace(path, aside)
-        log(f"warning: '{path}' was damaged ({why}): moved aside to '{aside.name}', starting a new one")
+        set_aside(path, why, log)
         return default
+
+
+def set_aside(path: str | Path, why: str, log: Callable = print) -> Path:
+    """Rename a damaged file to `<name>.corrupt-<time>` (its bytes kept, never overwritten) and say so."""
+    path = Path(path)
+    stamp = f"{path.name}.corrupt-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    aside = path.with_name(stamp)
+    for i in range(1, 1000):  # two damaged files in one second: both kept
+        if not aside.exists():
+            break
+        aside = path.with_name(f"{stamp}-{i}")
+    os.replace(path, aside)
+    log(f"warning: '{path}' was damaged ({why}): moved aside to '{aside.name}', starting a new one")
+    return aside
 
 
 def sha256_file(path: str | Path) -> str:

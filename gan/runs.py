@@ -1,33 +1,20 @@
-"""Working with finished (or running) runs: list them, compare their metrics, re-evaluate a checkpoint, draw
-samples, and screenshot TensorBoard. `register(app)` adds the commands `runs`, `compare`, `eval`, `sample` and
-`screenshot` to the CLI; everything else here is plain functions that raise GanError on bad input."""
+"""The run index: find run folders under logs/, resolve a run the user names, read its run.json and config.toml,
+and one summary row per run for `gan runs`.
+
+Reading never stops at one bad run: a damaged run.json (truncated, not JSON, not an object) gives a row with status
+`damaged` and the reason, and every other run is still listed. A run being written right now reads fine: run.json
+is replaced atomically (fileio) and TensorBoard's reader stops at the last whole record of a growing event file.
+"""
 from __future__ import annotations
 
-import csv
-import dataclasses
 import datetime as dt
-import json
-import math
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import tomllib
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from gan import fileio
 from gan.errors import GanError
-from gan.tracking import console, now
-
+from gan.events import best_point, load_scalars
 from gan.metrics import protocol
-from gan.metrics.protocol import EXTRACTOR_SUFFIX
-
-METRICS = {"fid": "fid", "kid": "kid", "is": "is"}
 
 
 # ---- finding runs --------------------------------------------------------------------------------------------
@@ -65,93 +52,52 @@ def resolve_run(spec: str | Path, logs: Path = Path("logs")) -> Path:
     raise GanError(f"no run '{spec}' (neither a run folder nor under '{logs}')")
 
 
-def read_json(p: Path) -> dict:
+# ---- what a run says about itself ----------------------------------------------------------------------------
+def read_info(run: Path) -> tuple[dict, str | None]:
+    """(run.json as a dict, None), or ({}, why it cannot be read). Read only: a listing never moves a file."""
+    missing = object()
     try:
-        return json.loads(Path(p).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+        info = fileio.read_json(Path(run) / "run.json", default=missing)
+    except GanError as e:
+        return {}, str(e).split(" is damaged ", 1)[-1].strip("()")
+    if info is missing:
+        return {}, "no run.json"
+    if not isinstance(info, dict):
+        return {}, f"not a JSON object (a {type(info).__name__})"
+    return info, None
+
+
+def info_of(run: Path) -> dict:
+    return read_info(run)[0]
 
 
 def run_config(run: Path) -> dict:
     try:
-        return tomllib.loads((run / "config.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError):
+        return tomllib.loads((Path(run) / "config.toml").read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return {}
 
 
 def experiment_of(run: Path) -> str:
-    return read_json(run / "run.json").get("experiment") or run_config(run).get("experiment", {}).get("name") \
-        or run.parent.name
+    return info_of(run).get("experiment") or run_config(run).get("experiment", {}).get("name") or Path(run).parent.name
 
 
 def seed_of(run: Path):
-    return run_config(run).get("experiment", {}).get("seed", read_json(run / "run.json").get("seed"))
+    return run_config(run).get("experiment", {}).get("seed", info_of(run).get("seed"))
 
 
-# ---- scalars from the event files ----------------------------------------------------------------------------
-@dataclass
-class Series:
-    steps: list = field(default_factory=list)
-    minutes: list = field(default_factory=list)  # wall-clock minutes since the run's first event
-    values: list = field(default_factory=list)
+def short_labels(runs: list[Path]) -> tuple[list[str], list[str]]:
+    """(experiments, labels) of runs shown side by side: the run id when they share one experiment, else
+    <experiment>/<id>; the full paths when even those clash."""
+    exps = [experiment_of(r) for r in runs]
+    labels = [r.name if len(set(exps)) == 1 else f"{e}/{r.name}" for r, e in zip(runs, exps)]
+    return exps, labels if len(set(labels)) == len(labels) else [str(r) for r in runs]
 
 
-def load_scalars(run: Path) -> dict[str, Series]:
-    """Every scalar tag of a run, read with TensorBoard's EventAccumulator (restarts purged as TensorBoard does)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    ea = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 1, "tensors": 1, "histograms": 1,
-                                                   "audio": 1, "compressedHistograms": 1})
-    ea.Reload()
-    tags = ea.Tags().get("scalars", [])
-    if not tags:
-        return {}
-    t0 = ea.FirstEventTimestamp()
-    out = {}
-    for tag in tags:
-        by_step = {}
-        for e in ea.Scalars(tag):
-            by_step[e.step] = e  # a step logged twice: the later write wins
-        s = Series()
-        for step in sorted(by_step):
-            e = by_step[step]
-            s.steps.append(int(step))
-            s.minutes.append((e.wall_time - t0) / 60.0)
-            s.values.append(float(e.value))
-        out[tag] = s
-    return out
-
-
-def fid_tag(scalars: dict) -> str | None:
-    """The FID a run is judged by (protocol.primary: the one rule)."""
-    return protocol.primary(scalars).tag
-
-
-def pick_tag(metric: str, extractor: str, runs: list[Path], scalars: list[dict]) -> str:
-    """The one tag every compared run has for `metric`; a clear error naming the run that lacks it."""
-    if metric not in METRICS:
-        raise GanError(f"--metric {metric!r}: expected one of {', '.join(METRICS)}")
-    if extractor not in ("auto", *EXTRACTOR_SUFFIX):
-        raise GanError(f"--extractor {extractor!r}: expected auto, inception or c10")
-    for run, sc in zip(runs, scalars):
-        if not any(t.startswith("metrics/") for t in sc):
-            raise GanError(f"run '{run}' has no metrics yet (no metrics/* scalars in its events)")
-    names = list(EXTRACTOR_SUFFIX) if extractor == "auto" else [extractor]
-    cands = [f"metrics/{METRICS[metric]}{EXTRACTOR_SUFFIX[n]}" for n in names]
-    for tag in cands:
-        if all(tag in sc for sc in scalars):
-            return tag
-    tag = next((t for t in cands if any(t in sc for sc in scalars)), cands[0])
-    lacking = next(r for r, sc in zip(runs, scalars) if tag not in sc)
-    has = sorted(t for t in scalars[runs.index(lacking)] if t.startswith("metrics/"))
-    raise GanError(f"run '{lacking}' has no {tag} (it has {', '.join(has)}); try another --metric/--extractor")
-
-
-def best_point(s: Series, tag: str) -> tuple[int, float]:
-    vals = s.values
-    i = max(range(len(vals)), key=vals.__getitem__) if protocol.higher_is_better(tag) \
-        else min(range(len(vals)), key=vals.__getitem__)
-    return s.steps[i], vals[i]
+def protocol_of(run: Path) -> list[dict]:
+    """The run's metrics protocol (run.json `metrics_protocol`); [] for runs that recorded none."""
+    p = info_of(run).get("metrics_protocol")
+    return p if isinstance(p, list) else []
 
 
 # ---- `gan runs` ------------------------------------------------------------------------------------------------
@@ -173,20 +119,31 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def fid_tag(scalars: dict) -> str | None:
+    """The FID a run is judged by (protocol.primary: the one rule)."""
+    return protocol.primary(scalars).tag
+
+
 def run_summary(run: Path) -> dict:
-    """One row of `gan runs`: status and steps from run.json, FIDs from the events."""
-    info = read_json(run / "run.json")
-    sc = load_scalars(run) if any(run.glob("events.out.tfevents.*")) else {}
+    """One row of `gan runs`: status and steps from run.json, FIDs from the events. A run whose run.json or
+    events cannot be read is a row too, with status `damaged` and the reason in `problem`."""
+    info, problem = read_info(run)
+    problem = problem and f"run.json: {problem}"
+    try:
+        sc = load_scalars(run)
+    except Exception as e:  # noqa: BLE001 - one unreadable run must not stop the listing of the others
+        sc, problem = {}, problem or f"event files unreadable ({type(e).__name__})"
     tag = fid_tag(sc)
-    row = {"run": run.name, "path": str(run), "experiment": info.get("experiment") or run.parent.name,
-           "status": info.get("status", "?"), "step": info.get("step", 0), "steps_planned": info.get("steps_planned"),
+    row = {"run": run.name, "path": str(run), "experiment": experiment_of(run) if problem else
+           info.get("experiment") or run.parent.name, "status": "damaged" if problem else info.get("status", "?"),
+           "problem": problem, "step": _int(info.get("step")), "steps_planned": info.get("steps_planned"),
            "fid_tag": tag, "best": None, "last": None, "wall_seconds": None}
+    row["step"] = max([row["step"]] + [s.steps[-1] for s in sc.values() if s.steps])  # a live run's latest
     if tag:
         s = sc[tag]
         row["best"] = best_point(s, tag)
         row["last"] = (s.steps[-1], s.values[-1])
-        row["step"] = max(row["step"] or 0, s.steps[-1])
-    elif info.get("best"):
+    elif isinstance(info.get("best"), dict):
         b = info["best"]
         row["fid_tag"], row["best"] = b.get("tag"), (b.get("step"), b.get("value"))
     start, end = _parse_time(info.get("started")), _parse_time(info.get("ended"))
@@ -199,8 +156,12 @@ def run_summary(run: Path) -> dict:
     return row
 
 
+def _int(v) -> int:
+    return v if isinstance(v, int) else 0
+
+
 STATUS_STYLE = {"completed": "green", "running": "cyan", "interrupted": "yellow", "failed": "red",
-                "diverged": "red"}
+                "diverged": "red", "damaged": "red"}
 
 
 def runs_table(logs: Path, exp: str | None = None):
@@ -216,358 +177,16 @@ def runs_table(logs: Path, exp: str | None = None):
     t.add_column("status", no_wrap=True)
     for h in ("steps", f"best {fid_name} (step)", f"last {fid_name}", "wall time"):
         t.add_column(h, justify="right")
+    problems = any(r["problem"] for r in rows)
+    if problems:
+        t.add_column("problem", overflow="fold")
     for r in rows:
         mark = "" if one or not r["fid_tag"] else f" {protocol.extractor_label(protocol.split(r['fid_tag'])[1])}"
         best = f"{r['best'][1]:.4g} ({r['best'][0]}){mark}" if r["best"] and r["best"][1] is not None else "-"
         last = f"{r['last'][1]:.4g}{mark}" if r["last"] else "-"
         planned = r["steps_planned"] if r["steps_planned"] is not None else "?"
         st = r["status"]
-        t.add_row(r["run"], r["experiment"], f"[{STATUS_STYLE.get(st, 'white')}]{st}[/]", f"{r['step']}/{planned}",
-                  best, last, fmt_duration(r["wall_seconds"]))
+        cells = [r["run"], r["experiment"], f"[{STATUS_STYLE.get(st, 'white')}]{st}[/]", f"{r['step']}/{planned}",
+                 best, last, fmt_duration(r["wall_seconds"])]
+        t.add_row(*cells, *([r["problem"] or ""] if problems else []))
     return t, rows
-
-
-# ---- `gan compare` ---------------------------------------------------------------------------------------------
-@dataclass
-class Compared:
-    tag: str
-    runs: list  # Path
-    labels: list
-    experiments: list
-    seeds: list
-    series: list  # Series of `tag`, per run
-    shared_steps: list
-    best: list  # (step, value) per run
-
-
-def compare(runs: list[Path], metric: str = "fid", extractor: str = "auto") -> Compared:
-    if not runs:
-        raise GanError("nothing to compare: give run folders or --exp NAME")
-    runs = list({Path(r).resolve(): Path(r) for r in reversed(runs)}.values())[::-1]  # drop repeats, keep order
-    scalars = []
-    for r in runs:
-        if not any(r.glob("events.out.tfevents.*")):
-            raise GanError(f"run '{r}' has no metrics yet (no event files)")
-        scalars.append(load_scalars(r))
-    tag = pick_tag(metric, extractor, runs, scalars)
-    series = [sc[tag] for sc in scalars]
-    exps = [experiment_of(r) for r in runs]
-    labels = [r.name if len(set(exps)) == 1 else f"{e}/{r.name}" for r, e in zip(runs, exps)]
-    if len(set(labels)) < len(labels):
-        labels = [str(r) for r in runs]
-    shared = sorted(set.intersection(*(set(s.steps) for s in series)))
-    return Compared(tag, runs, labels, exps, [seed_of(r) for r in runs], series, shared,
-                    [best_point(s, tag) for s in series])
-
-
-def compare_table(c: Compared):
-    from rich.table import Table
-
-    t = Table("step", *[f"{lab}\n(seed {sd})" for lab, sd in zip(c.labels, c.seeds)], box=None,
-              title=f"{c.tag} ({'higher' if c.tag.split('/')[1].startswith('is') else 'lower'} is better)")
-    for step in c.shared_steps:
-        t.add_row(str(step), *[f"{s.values[s.steps.index(step)]:.4g}" for s in c.series])
-    t.add_row("[bold]best[/]", *[f"[bold]{v:.4g}[/] @ {st}" for st, v in c.best])
-    return t
-
-
-def seed_groups(c: Compared) -> list[list[int]]:
-    """Indices of runs drawn together: one experiment run with two or more different seeds; else alone."""
-    groups: dict[str, list[int]] = {}
-    for i, e in enumerate(c.experiments):
-        groups.setdefault(e, []).append(i)
-    out = []
-    for idx in groups.values():
-        if len(idx) >= 2 and len({str(c.seeds[i]) for i in idx}) >= 2:
-            out.append(idx)
-        else:
-            out += [[i] for i in idx]
-    return sorted(out)
-
-
-def band(c: Compared, idx: list[int]):
-    """(steps, mean minutes, mean, std) over the runs `idx` at the steps they all have (std with ddof=1)."""
-    import numpy as np
-
-    steps = sorted(set.intersection(*(set(c.series[i].steps) for i in idx)))
-    vals = np.array([[c.series[i].values[c.series[i].steps.index(s)] for s in steps] for i in idx])
-    mins = np.array([[c.series[i].minutes[c.series[i].steps.index(s)] for s in steps] for i in idx])
-    std = vals.std(axis=0, ddof=1) if len(idx) > 1 else np.zeros(len(steps))
-    return np.array(steps), mins.mean(axis=0), vals.mean(axis=0), std
-
-
-def plot(c: Compared, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(13, 4.8), dpi=100)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, idx in enumerate(seed_groups(c)):
-        color = colors[k % len(colors)]
-        if len(idx) == 1:
-            i = idx[0]
-            s = c.series[i]
-            label = f"{c.labels[i]} (seed {c.seeds[i]})"
-            ax_s.plot(s.steps, s.values, marker="o", ms=3, color=color, label=label)
-            ax_t.plot(s.minutes, s.values, marker="o", ms=3, color=color, label=label)
-            continue
-        for i in idx:  # the seeds themselves, faintly
-            ax_s.plot(c.series[i].steps, c.series[i].values, color=color, alpha=0.35, lw=0.8, ls="--")
-            ax_t.plot(c.series[i].minutes, c.series[i].values, color=color, alpha=0.35, lw=0.8, ls="--")
-        steps, mins, mean, std = band(c, idx)
-        label = f"{c.experiments[idx[0]]}: mean ± std of {len(idx)} seeds"
-        for ax, x in ((ax_s, steps), (ax_t, mins)):
-            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.25, linewidth=0)
-            ax.plot(x, mean, marker="o", ms=3, color=color, label=label)
-    ax_s.set_xlabel("generator step")
-    ax_t.set_xlabel("wall-clock minutes")
-    for ax in (ax_s, ax_t):
-        ax.set_ylabel(c.tag)
-        ax.grid(alpha=0.3)
-    ax_s.legend(fontsize=8)
-    fig.suptitle(f"{c.tag} per run")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(out)
-    except OSError as e:
-        raise GanError(f"cannot write '{out}' ({e.strerror})") from None
-    finally:
-        plt.close(fig)
-    return out
-
-
-def write_csv(c: Compared, out: Path) -> Path:
-    """Every point of every compared run: run, experiment, step, wall_minutes, value (full float precision)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["run", "experiment", "step", "wall_minutes", "value"])
-        for r, e, s in zip(c.runs, c.experiments, c.series):
-            for step, m, v in zip(s.steps, s.minutes, s.values):
-                w.writerow([r.name, e, step, f"{m:.6f}", repr(v)])
-    return out
-
-
-# ---- loading a generator -------------------------------------------------------------------------------------
-def load_generator(run: Path, which: str, device):
-    """(config, G in eval mode on `device`, checkpoint step): G_ema when the checkpoint has one, else G."""
-    from gan import checkpoint, config
-    from gan.models import build
-
-    if which not in ("last", "best"):
-        raise GanError(f"--checkpoint {which!r}: expected last or best")
-    if not (run / "config.toml").is_file():
-        raise GanError(f"'{run}' has no config.toml")
-    p = run / "checkpoints" / f"{which}.pt"
-    if not p.is_file():
-        why = " (no metric has been evaluated yet?)" if which == "best" else ""
-        raise GanError(f"'{run}' has no checkpoints/{which}.pt{why}")
-    cfg = config.load(str(run / "config.toml"))
-    state = checkpoint.load(p, lambda m: console.print(m))
-    G, _ = build(cfg.model, cfg.data.image_size, int(state.get("num_classes", 0)))
-    sd = state["G_ema"] if state.get("G_ema") is not None else state["G"]
-    try:
-        G.load_state_dict(sd)
-    except (RuntimeError, KeyError) as e:
-        raise GanError(f"{p}: does not fit model {cfg.model.arch!r} of {run / 'config.toml'} "
-                       f"({str(e).splitlines()[0][:160]})") from None
-    return cfg, G.to(device).eval().requires_grad_(False), int(state["step"])
-
-
-# ---- `gan eval` ------------------------------------------------------------------------------------------------
-def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics: str = "fid,kid,is",
-             device: str = "auto", extractors: list[str] | None = None, log=console.print) -> dict:
-    """Metrics of a checkpoint, appended to <run>/metrics.json and written to TensorBoard as eval/<tag>."""
-    from gan.data import load_images, to_tensor
-    from gan.device import pick as pick_device
-    from gan.metrics.evaluator import build
-
-    want = [m.strip() for m in metrics.split(",") if m.strip()]
-    bad = [m for m in want if m not in METRICS]
-    if bad or not want:
-        raise GanError(f"--metrics {metrics!r}: expected a comma list out of fid, kid, is")
-    if samples is not None and samples < 2:
-        raise GanError(f"--samples {samples}: expected at least 2")
-    dev = pick_device(device)
-    cfg, G, step = load_generator(run, which, dev)
-    m = dataclasses.replace(cfg.metrics, fid="fid" in want, kid="kid" in want, is_="is" in want, enabled=True,
-                            num_samples=samples or cfg.metrics.num_samples,
-                            extractors=extractors or cfg.metrics.extractors)
-    images, _ = load_images(cfg.data)
-    ref = to_tensor(images, cfg.data.image_size, dev)
-    del images
-    ev, notes = build(m, ref, dev, cfg.model.z_dim, log, getattr(G, "num_classes", 0))
-    if ev is None:
-        raise GanError("no feature extractor can run: " + "; ".join(notes))
-    values = ev(G, m.num_samples).values
-    record = {"at": now(), "checkpoint": which, "step": step, "samples": m.num_samples,
-              "protocol": ev.protocol(), "values": values}
-    path = run / "metrics.json"
-    prev = read_json(path) if path.is_file() else []
-    records = prev if isinstance(prev, list) else []
-    records.append(record)
-    tmp = path.with_name(f".metrics.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(records, indent=2) + "\n")
-    os.replace(tmp, path)
-    from torch.utils.tensorboard import SummaryWriter
-
-    w = SummaryWriter(log_dir=str(run), filename_suffix=f".eval-{which}-{step}")
-    try:
-        for tag, v in values.items():
-            if math.isfinite(v):
-                w.add_scalar(f"eval/{tag.split('/', 1)[1]}", v, step)
-    finally:
-        w.close()
-    return record
-
-
-# ---- `gan sample` ----------------------------------------------------------------------------------------------
-def sample(run: Path, n: int = 64, out: Path | None = None, folder: Path | None = None, seed: int = 0,
-           which: str = "last", device: str = "auto") -> list[Path]:
-    """n samples from a checkpoint as one PNG grid (8 per row) or, with `folder`, n PNG files. Never overwrites."""
-    import torch
-    from torchvision.utils import save_image
-
-    from gan.data import to_uint8
-    from gan.device import pick as pick_device
-
-    if n < 1:
-        raise GanError(f"--n {n}: expected at least 1")
-    if out is not None and folder is not None:
-        raise GanError("give --out or --folder, not both")
-    dev = pick_device(device)
-    cfg, G, step = load_generator(run, which, dev)
-    if folder is not None:
-        targets = [Path(folder) / f"{i:06d}.png" for i in range(n)]
-    else:
-        targets = [Path(out) if out is not None else run / f"samples-{which}-step{step}-seed{seed}-n{n}.png"]
-    clash = next((p for p in targets if p.exists()), None)
-    if clash is not None:
-        raise GanError(f"'{clash}' already exists: not overwriting it (choose another --out/--folder)")
-    gen = torch.Generator().manual_seed(seed)  # on the CPU: the same images for a seed on any device
-    z = torch.randn(n, cfg.model.z_dim, generator=gen)
-    with torch.inference_mode():
-        x = torch.cat([to_uint8(G(c.to(dev))).cpu() for c in z.split(256)])
-    targets[0].parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if folder is None:
-            with open(targets[0], "xb") as f:
-                save_image(x.float() / 255, f, nrow=8, format="png")
-        else:
-            from PIL import Image
-
-            for img, p in zip(x.permute(0, 2, 3, 1).numpy(), targets):
-                with open(p, "xb") as f:
-                    Image.fromarray(img).save(f, format="PNG")
-    except FileExistsError as e:
-        raise GanError(f"'{e.filename}' already exists: not overwriting it") from None
-    return targets
-
-
-# ---- TensorBoard -------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_json(url: str, timeout: float = 10):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read().decode())
-
-
-class TensorBoard:
-    """A TensorBoard process on 127.0.0.1 for `logs`; always stopped on exit (its whole process group)."""
-
-    def __init__(self, logs: Path, port: int = 0, reload_interval: float = 1.0):
-        self.logs, self.port = Path(logs), port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.reload_interval = reload_interval
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self):
-        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-        self.log_file = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", "--logdir", str(self.logs), "--host", "127.0.0.1",
-             "--port", str(self.port), "--reload_interval", str(self.reload_interval)],
-            stdout=self.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            start_new_session=True)
-        return self
-
-    def wait(self, timeout: float = 90, until=lambda runs: True) -> list:
-        """Poll /data/runs until TensorBoard answers and `until(runs)` holds; returns the runs."""
-        deadline, last_err = time.monotonic() + timeout, None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise GanError(f"tensorboard exited with {self.proc.returncode}: {self.output()[-300:]!r}")
-            try:
-                runs = http_json(self.url + "/data/runs", timeout=5)
-                if until(runs):
-                    return runs
-            except OSError as e:
-                last_err = e
-            time.sleep(0.5)
-        raise GanError(f"tensorboard on {self.url} not ready after {timeout:.0f}s ({last_err})")
-
-    def output(self) -> str:
-        self.log_file.seek(0)
-        return self.log_file.read().decode(errors="replace")
-
-    def stop(self) -> None:
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(p.pid, sig)  # the group we started: tensorboard and its data server
-            except ProcessLookupError:
-                return
-            try:
-                p.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
-    def __exit__(self, *exc):
-        self.stop()
-        self.log_file.close()
-
-
-def chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if exe is None:
-        raise GanError("no chromium found for the screenshot (Debian: apt-get install -y chromium)")
-    return exe
-
-
-def screenshot(logs: Path = Path("logs"), out_png: Path = Path("tb.png"), port: int = 0,
-               page: str = "timeseries", width: int = 1400, height: int = 1000) -> Path:
-    """Start TensorBoard on a free loopback port, wait until it lists the runs, screenshot `#page` with headless
-    chromium, and always stop TensorBoard."""
-    logs, out_png = Path(logs), Path(out_png).resolve()
-    if not logs.is_dir():
-        raise GanError(f"logs folder '{logs}' does not exist")
-    exe = chromium()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    with TensorBoard(logs, port) as tb, tempfile.TemporaryDirectory(prefix="gan-chromium-") as profile:
-        want_runs = bool(list(logs.rglob("events.out.tfevents.*")))
-        tb.wait(until=lambda runs: bool(runs) or not want_runs)
-        time.sleep(2 * tb.reload_interval)  # let the first load reach the scalars
-        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={width},{height}",
-               "--virtual-time-budget=15000", f"--screenshot={out_png}", f"{tb.url}/#{page}"]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise GanError("chromium did not finish the screenshot in 180s") from None
-        if r.returncode != 0 or not out_png.is_file():
-            tail = (r.stderr.strip().splitlines() or [""])[-1][:200]
-            raise GanError(f"chromium failed (exit {r.returncode}): {tail}")
-    return out_png

@@ -112,3 +112,64 @@ def events(run_dir: Path):
     ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     ea.Reload()
     return ea
+
+
+def hparams_tags(run_dir) -> set:
+    try:
+        return set(events(run_dir).PluginTagToContent("hparams"))
+    except KeyError:
+        return set()
+
+
+@pytest.fixture(scope="session")
+def two_runs(tmp_path_factory, tiny_npz, standin_weights):
+    """Experiment `tiny`, seeds 0 and 1, 6 steps, metrics at steps 3 and 6 (c10 when its weights are packaged,
+    else Inception with the stand-in weights); layout/hparams as the engine writes them at start/end. Shared by
+    the run, compare, leaderboard and evaluate tests: tests that change a run work on a copy (`copy_run`).
+    Returns (logs, [run dirs], the primary FID tag)."""
+    from gan import config
+    from gan.engine import Trainer
+    from gan.features import WEIGHTS as C10_WEIGHTS
+
+    root = tmp_path_factory.mktemp("runs")
+    c10 = C10_WEIGHTS.is_file()
+    metrics = {"enabled": True, "every": 3, "num_samples": 6, "ref_samples": 8, "batch_size": 16, "is": False,
+               "extractors": ["c10"] if c10 else ["inception"]}
+    if not c10:
+        metrics["inception_weights"] = str(standin_weights)
+    dirs, threads = [], torch.get_num_threads()
+    torch.set_num_threads(1)  # a busy 2-core machine: one intra-op thread is faster for these tiny nets
+    try:
+        for seed in (0, 1):
+            cfg = config.load(str(tiny_toml(root / f"s{seed}.toml", tiny_npz, experiment={"seed": seed},
+                                            metrics=metrics)))
+            r = Trainer(cfg, device="cpu", logs=root / "logs", quiet=True).run()
+            assert r.status == "completed"
+            assert hparams_tags(r.run_dir)  # the engine writes layout and hparams itself
+            dirs.append(r.run_dir)
+    finally:
+        torch.set_num_threads(threads)
+    if c10:
+        return root / "logs", dirs, "metrics/fid_c10"
+    from gan.fileio import sha256_file
+
+    return root / "logs", dirs, f"metrics/fid_inception_{sha256_file(standin_weights)[:8]}"  # never metrics/fid
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A copy of a run folder at `dest` (its own experiment/run id when `dest` is logs/<exp>/<id>)."""
+    import shutil
+
+    shutil.copytree(run, dest)
+    return dest
+
+
+def edit_run_json(run: Path, change) -> dict:
+    """Rewrite a run's run.json through `change(dict)`; returns the new content."""
+    import json
+
+    p = Path(run) / "run.json"
+    d = json.loads(p.read_text())
+    change(d)
+    p.write_text(json.dumps(d))
+    return d

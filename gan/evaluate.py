@@ -1,0 +1,206 @@
+"""A trained generator, loaded back from a run's checkpoint: `gan eval` (its metrics, appended to
+<run>/metrics.json and logged under eval/*) and `gan sample` (a grid or a folder of PNGs, never overwriting).
+
+The EMA generator is used when the checkpoint has one; a conditional generator is rebuilt with the checkpoint's
+`num_classes` (checkpoints written before conditioning existed have none: unconditional). `gan eval` compares the
+reference images it scores against with the ones the run's own metrics used (run.json `metrics_protocol`): other
+data means another FID protocol, and it says so.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from gan import fileio
+from gan.data import CIFAR10_CLASSES
+from gan.errors import GanError
+from gan.runs import protocol_of
+from gan.tracking import console, now
+
+WHICH = ("last", "best")
+
+
+@dataclasses.dataclass
+class Loaded:
+    cfg: object  # gan.config.Config
+    G: object  # nn.Module in eval mode, no grads
+    step: int
+    num_classes: int  # 0 = unconditional
+
+    @property
+    def class_names(self) -> list[str]:
+        return class_names(self.num_classes)
+
+
+def class_names(num_classes: int) -> list[str]:
+    """The dataset's class names: CIFAR-10's (every labelled dataset here has its 10 labels); else the indices."""
+    return list(CIFAR10_CLASSES) if num_classes == len(CIFAR10_CLASSES) else [str(i) for i in range(num_classes)]
+
+
+def load_generator(run: Path, which: str, device) -> Loaded:
+    from gan import checkpoint, config
+    from gan.models import build
+
+    if which not in WHICH:
+        raise GanError(f"--checkpoint {which!r}: expected last or best")
+    if not (run / "config.toml").is_file():
+        raise GanError(f"'{run}' has no config.toml")
+    p = run / "checkpoints" / f"{which}.pt"
+    if not p.is_file() and not checkpoint.prev_of(p).is_file():
+        why = " (no metric has been evaluated yet?)" if which == "best" else ""
+        raise GanError(f"'{run}' has no checkpoints/{which}.pt{why}")
+    cfg = config.load(str(run / "config.toml"))
+    state = checkpoint.load(p, lambda m: console.print(m))
+    k = int(state.get("num_classes", 0) or 0)
+    G, _ = build(cfg.model, cfg.data.image_size, k)
+    sd = state["G_ema"] if state.get("G_ema") is not None else state["G"]
+    try:
+        G.load_state_dict(sd)
+    except (RuntimeError, KeyError) as e:
+        raise GanError(f"{p}: does not fit model {cfg.model.arch!r} of {run / 'config.toml'} "
+                       f"({str(e).splitlines()[0][:160]})") from None
+    return Loaded(cfg, G.to(device).eval().requires_grad_(False), int(state["step"]), k)
+
+
+# ---- `gan eval` ------------------------------------------------------------------------------------------------
+EVAL_METRICS = ("fid", "kid", "is")
+
+
+def reference_check(run: Path, proto: list[dict]) -> dict | None:
+    """None when the reference images scored against now are those of the run's own metrics (or the run
+    recorded none); else {"run": [its sha256s], "now": sha256}."""
+    recorded = sorted({str(e["reference_sha256"]) for e in protocol_of(run) if e.get("reference_sha256")})
+    current = next((str(e["reference_sha256"]) for e in proto if e.get("reference_sha256")), None)
+    if not recorded or current is None or current in recorded:
+        return None
+    return {"run": recorded, "now": current}
+
+
+def read_records(path: Path, log) -> list:
+    """metrics.json's records; a damaged file (or one that is not a list) is moved aside, its bytes kept."""
+    records = fileio.read_json(path, default=[], move_aside=True, log=log)
+    if not isinstance(records, list):
+        fileio.set_aside(path, f"not a list of records but a {type(records).__name__}", log)
+        records = []
+    return records
+
+
+def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics: str = "fid,kid,is",
+             device: str = "auto", extractors: list[str] | None = None, log=console.print) -> dict:
+    """Metrics of a checkpoint, appended to <run>/metrics.json and written to TensorBoard as eval/<tag>."""
+    from gan.data import load_images, to_tensor
+    from gan.device import pick as pick_device
+    from gan.metrics.evaluator import build
+
+    want = [m.strip() for m in metrics.split(",") if m.strip()]
+    bad = [m for m in want if m not in EVAL_METRICS]
+    if bad or not want:
+        raise GanError(f"--metrics {metrics!r}: expected a comma list out of {', '.join(EVAL_METRICS)}")
+    if samples is not None and samples < 2:
+        raise GanError(f"--samples {samples}: expected at least 2")
+    dev = pick_device(device)
+    g = load_generator(run, which, dev)
+    cfg = g.cfg
+    m = dataclasses.replace(cfg.metrics, fid="fid" in want, kid="kid" in want, is_="is" in want, enabled=True,
+                            num_samples=samples or cfg.metrics.num_samples,
+                            extractors=extractors or cfg.metrics.extractors)
+    images, _ = load_images(cfg.data)
+    ref = to_tensor(images, cfg.data.image_size, dev)
+    del images
+    ev, notes = build(m, ref, dev, cfg.model.z_dim, log, g.num_classes)
+    if ev is None:
+        raise GanError("no feature extractor can run: " + "; ".join(notes))
+    proto = ev.protocol()
+    values = ev(g.G, m.num_samples).values
+    record = {"at": now(), "checkpoint": which, "step": g.step, "samples": m.num_samples, "protocol": proto,
+              "values": values}
+    differs = reference_check(run, proto)
+    if differs:
+        record["reference_differs"] = differs
+        log(f"[yellow]warning: the reference images differ from the run's own (sha256 {differs['now'][:16]}… now, "
+            f"{', '.join(s[:16] + '…' for s in differs['run'])} in its run.json): different data is a different "
+            f"FID protocol; these numbers do not compare with the run's curves[/]")
+    path = run / "metrics.json"
+    records = read_records(path, log)
+    records.append(record)
+    fileio.write_json(path, records)
+    from torch.utils.tensorboard import SummaryWriter
+
+    w = SummaryWriter(log_dir=str(run), filename_suffix=f".eval-{which}-{g.step}")
+    try:
+        for tag, v in values.items():
+            if math.isfinite(v):
+                w.add_scalar(f"eval/{tag.split('/', 1)[1]}", v, g.step)
+    finally:
+        w.close()
+    return record
+
+
+# ---- `gan sample` ----------------------------------------------------------------------------------------------
+def pick_class(spec: str, names: list[str], run: Path) -> int:
+    """A class given by name (case-insensitive) or index; one line naming the run's classes otherwise."""
+    if not names:
+        raise GanError(f"--class {spec!r}: run '{run}' is not conditional (its generator has no classes)")
+    s = str(spec).strip()
+    if s.isdigit() and int(s) < len(names):
+        return int(s)
+    low = [n.lower() for n in names]
+    if s.lower() in low:
+        return low.index(s.lower())
+    shown = ", ".join(f"{i} {n}" for i, n in enumerate(names))
+    raise GanError(f"--class {spec!r}: run '{run}' has no such class (its classes: {shown})")
+
+
+def sample(run: Path, n: int = 64, out: Path | None = None, folder: Path | None = None, seed: int = 0,
+           which: str = "last", device: str = "auto", klass: str | None = None) -> list[Path]:
+    """n samples from a checkpoint as one PNG grid (8 per row) or, with `folder`, n PNG files. Never overwrites.
+    A conditional generator draws the classes in turn, or only `klass` (a name or index) when given."""
+    import torch
+    from torchvision.utils import save_image
+
+    from gan.data import to_uint8
+    from gan.device import pick as pick_device
+
+    if n < 1:
+        raise GanError(f"--n {n}: expected at least 1")
+    if out is not None and folder is not None:
+        raise GanError("give --out or --folder, not both")
+    if which not in WHICH:
+        raise GanError(f"--checkpoint {which!r}: expected last or best")
+    dev = pick_device(device)
+    g = load_generator(run, which, dev)
+    k = None if klass is None else pick_class(klass, g.class_names, run)
+    if folder is not None:
+        targets = [Path(folder) / f"{i:06d}.png" for i in range(n)]
+    else:
+        tail = "" if k is None else f"-class{k}-{g.class_names[k]}"
+        targets = [Path(out) if out is not None else run / f"samples-{which}-step{g.step}-seed{seed}-n{n}{tail}.png"]
+    clash = next((p for p in targets if p.exists()), None)
+    if clash is not None:
+        raise GanError(f"'{clash}' already exists: not overwriting it (choose another --out/--folder)")
+    gen = torch.Generator().manual_seed(seed)  # on the CPU: the same images for a seed on any device
+    z = torch.randn(n, g.cfg.model.z_dim, generator=gen)
+    y = None if not g.num_classes else torch.full((n,), k) if k is not None else torch.arange(n) % g.num_classes
+    with torch.inference_mode():
+        x = torch.cat([to_uint8(g.G(zc.to(dev), None if y is None else y[i:i + 256].to(dev))).cpu()
+                       for i, zc in zip(range(0, n, 256), z.split(256))])
+    if folder is None:
+        writes = [(targets[0], lambda f: save_image(x.float() / 255, f, nrow=8, format="png"))]
+    else:
+        from PIL import Image
+
+        writes = [(p, lambda f, img=img: Image.fromarray(img).save(f, format="PNG"))
+                  for img, p in zip(x.permute(0, 2, 3, 1).numpy(), targets)]
+    for p, fill in writes:
+        try:
+            fileio.write_atomic(p, fill, exclusive=True)  # made by someone else since the check: still kept
+        except FileExistsError:
+            raise GanError(f"'{p}' already exists: not overwriting it") from None
+    return targets
+
+
+def describe(rec: dict) -> str:
+    """The one line `gan eval` prints of a record."""
+    return ", ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in rec["values"].items())
+

@@ -1,0 +1,202 @@
+"""`gan leaderboard`: one row per run, ranked by the primary metric (protocol.primary, the one rule): model,
+device, throughput, the best value of every metric it logs, and how much training time and how many images it
+took to first reach given thresholds (`--at fid_c10=20,10,5`), read from the progress tags the engine logs at
+each metric point.
+
+Values measured under different protocols (extractor weights, sample count, reference set) are never ranked
+silently: each difference is a footnote line, and the rows whose protocol differs from the first row's are marked.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gan import fileio
+from gan.errors import GanError
+from gan.events import best_point, first_reaching, load_scalars, metric_tags
+from gan.metrics import protocol
+from gan.runs import fmt_duration, info_of, protocol_of, run_config, short_labels
+
+MARK = "†"
+
+
+def parse_at(specs: list[str]) -> list[tuple[str, float]]:
+    """["fid_c10=20,10,5"] -> [("metrics/fid_c10", 20.0), ("metrics/fid_c10", 10.0), ...]"""
+    out = []
+    for spec in specs:
+        name, eq, values = spec.partition("=")
+        name = name.strip().removeprefix("metrics/")
+        if not eq or not name or not values.strip():
+            raise GanError(f"--at {spec!r}: expected METRIC=V1,V2,... (e.g. fid_c10=20,10,5)")
+        if protocol.split(name)[0] not in protocol.METRICS:
+            raise GanError(f"--at {spec!r}: {name!r} is not a metric (known: {', '.join(protocol.METRICS)}, with "
+                           "the extractor suffix a run logs, e.g. fid_c10)")
+        try:
+            out += [(protocol.tag(*protocol.split(name)), float(v)) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise GanError(f"--at {spec!r}: thresholds must be numbers") from None
+    return out
+
+
+@dataclass
+class Row:
+    run: Path
+    label: str
+    experiment: str
+    model: str
+    device: str
+    images_per_sec: float | None
+    best: dict  # tag -> (step, value)
+    reached: dict  # (tag, threshold) -> (step, train_seconds, images_seen) or None
+    protocol: list
+    differs: list = field(default_factory=list)  # "tag: what differs from the first row"
+
+
+@dataclass
+class Board:
+    rows: list  # Row, ranked
+    primary: protocol.Primary
+    tags: list  # metric columns, primary first
+    at: list  # (tag, threshold)
+    notes: list  # footnote lines: protocol differences
+
+
+def describe_model(run: Path) -> str:
+    m = run_config(run).get("model", {})
+    return f"{m.get('arch', '?')}{' conditional' if m.get('conditional') else ''}"
+
+
+def describe_device(info: dict) -> str:
+    d = str(info.get("device", "?"))
+    world = (info.get("distributed") or {}).get("world_size") if isinstance(info.get("distributed"), dict) else None
+    return f"{d} ×{world}" if world else d
+
+
+def row_of(run: Path, label: str, experiment: str, at: list) -> Row:
+    info = info_of(run)
+    sc = load_scalars(run)
+    rate = sc.get("perf/images_per_sec")
+    best = {t: best_point(sc[t], t) for t in metric_tags(sc)}
+    reached = {}
+    for tag, thr in at:
+        s = sc.get(tag)
+        i = first_reaching(s, tag, thr) if s else None
+        reached[(tag, thr)] = None if i is None else (s.steps[i], s.train_seconds[i], s.images[i])
+    return Row(run, label, experiment, describe_model(run), describe_device(info),
+               statistics.median(rate.values) if rate and rate.values else None, best, reached, protocol_of(run))
+
+
+def order(tags: set, primary: str | None) -> list[str]:
+    names = list(protocol.METRICS)
+    rest = sorted((t for t in tags if t != primary),
+                  key=lambda t: (names.index(protocol.split(t)[0]) if protocol.split(t)[0] in names else 99, t))
+    return ([primary] if primary in tags else []) + rest
+
+
+def _entry_key(p: list, tag: str):
+    e = protocol.entry(p, tag)
+    return None if e is None else tuple(str(e.get(k)) for k in protocol.KEYS)
+
+
+def leaderboard(runs: list[Path], at: list[tuple[str, float]] = ()) -> Board:
+    if not runs:
+        raise GanError("no runs to rank: give run folders or --exp NAME, or train one first")
+    runs = list(dict.fromkeys(Path(r) for r in runs))
+    exps, labels = short_labels(runs)
+    rows = [row_of(r, lab, e, list(at)) for r, lab, e in zip(runs, labels, exps)]
+    have = [set(r.best) for r in rows if r.best]
+    every = set.intersection(*have) if have else set()
+    union = set().union(*have) if have else set()
+    primary = protocol.primary(every) if protocol.primary(every).tag else protocol.primary(union)
+    for tag, _ in at:
+        if tag not in union:
+            raise GanError(f"--at {tag.split('/', 1)[1]}: no run logs {tag} (they log "
+                           f"{', '.join(sorted(union)) or 'no metrics'})")
+    p = primary.tag
+    rows.sort(key=lambda r: (p not in r.best, (-1 if protocol.higher_is_better(p) else 1) * r.best[p][1]
+                             if p in r.best else 0))
+    tags = order(union, p)
+    found: dict[str, list[str]] = {}  # difference -> the tags it concerns: one footnote line per difference
+    for tag in dict.fromkeys(tags + [t for t, _ in at]):
+        for d in protocol.differences({r.label: r.protocol for r in rows if tag in r.best}, tag):
+            found.setdefault(d.replace(tag, "it"), []).append(tag)
+        carriers = [r for r in rows if tag in r.best]
+        if carriers:
+            first = _entry_key(carriers[0].protocol, tag)
+            for r in carriers[1:]:
+                if _entry_key(r.protocol, tag) != first:
+                    r.differs.append(tag)
+    notes = [f"{', '.join(ts)}: {d}" for d, ts in found.items()]
+    return Board(rows, primary, tags, list(at), notes)
+
+
+def _images(v) -> str:
+    if v is None:
+        return "?"
+    v = float(v)
+    return f"{v / 1e6:.3g}M" if v >= 1e6 else f"{v / 1e3:.3g}k" if v >= 1e3 else f"{v:.0f}"
+
+
+def _at_name(tag: str, thr: float) -> str:
+    return f"{tag.split('/', 1)[1]}{'≥' if protocol.higher_is_better(tag) else '≤'}{thr:g}"
+
+
+def table(b: Board):
+    from rich.table import Table
+
+    why = f"ranked by {b.primary.tag} ({b.primary.why})" if b.primary.tag else "no metric to rank by"
+    marked = any(r.differs for r in b.rows)
+    foot = [f"{MARK} {n}" for n in b.notes] + ([f"{MARK} marks a run whose protocol differs from the first "
+                                                "row's: its numbers are not comparable as they stand"]
+                                               if marked else [])
+    t = Table(box=None, title=f"leaderboard: {why}", caption="\n".join(foot) or None, caption_justify="left")
+    t.add_column("#", justify="right")
+    t.add_column("run", no_wrap=True)
+    for h in ("model", "device"):
+        t.add_column(h)
+    t.add_column("img/s", justify="right")
+    for tag in b.tags:
+        t.add_column(tag.split("/", 1)[1] + (" ★" if tag == b.primary.tag else ""), justify="right")
+    for tag, thr in b.at:
+        t.add_column(f"{_at_name(tag, thr)}\ntime · images", justify="right")
+    for i, r in enumerate(b.rows, 1):
+        cells = [str(i), r.label + (f" {MARK}" if r.differs else ""), r.model, r.device,
+                 "—" if r.images_per_sec is None else f"{r.images_per_sec:,.0f}"]
+        cells += [f"{r.best[t][1]:.4g}" if t in r.best else "—" for t in b.tags]
+        for key in b.at:
+            hit = r.reached[key]
+            cells.append("—" if hit is None else
+                         f"{fmt_duration(hit[1]) if hit[1] is not None else '?'} · {_images(hit[2])}")
+        t.add_row(*cells)
+    return t
+
+
+def write_csv(b: Board, out: Path) -> Path:
+    """The table at full precision, one row per run (ranked), with the protocol differences per row."""
+    head = ["rank", "run", "path", "experiment", "model", "device", "images_per_sec"]
+    for tag in b.tags:
+        n = tag.split("/", 1)[1]
+        head += [f"best {n}", f"best {n} step"]
+    for tag, thr in b.at:
+        n = _at_name(tag, thr)
+        head += [f"{n} step", f"{n} train_seconds", f"{n} images_seen"]
+    head += ["protocol_differs_from_first"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(head)
+    for i, r in enumerate(b.rows, 1):
+        cells = [i, r.label, str(r.run), r.experiment, r.model, r.device, _full(r.images_per_sec)]
+        for tag in b.tags:
+            cells += [_full(r.best[tag][1]), r.best[tag][0]] if tag in r.best else ["", ""]
+        for key in b.at:
+            cells += [_full(v) for v in (r.reached[key] or (None, None, None))]
+        cells.append("; ".join(r.differs))
+        w.writerow(cells)
+    return fileio.write_atomic(out, buf.getvalue())
+
+
+def _full(v) -> str:
+    return "" if v is None else repr(v)
