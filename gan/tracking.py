@@ -98,7 +98,8 @@ class RunInfo:
     def __init__(self, run_dir: Path, log=print):
         self.path = Path(run_dir) / "run.json"
         self.data = fileio.read_json(self.path, default={}, move_aside=True, log=log)
-        if not isinstance(self.data, dict):
+        if not isinstance(self.data, dict):  # valid JSON, but not what this program writes: keep its bytes too
+            fileio.set_aside(self.path, f"a JSON {type(self.data).__name__}, not an object", log)
             self.data = {}
 
     def update(self, durable: bool = True, **fields) -> None:
