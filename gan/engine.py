@@ -110,6 +110,7 @@ class Trainer:
                 "sampler": self.sampler.state_dict(), "rng": checkpoint.rng_state(self.device),
                 "history": [[s, m] for s, m in self.history], "best": self.best, "losses": self.loss_log,
                 "train_seconds": self.train_seconds, "precision": self.precision, "num_classes": self.num_classes,
+                "class_names": self.class_names,
                 "config": self.cfg.to_dict(), "arch": self.cfg.model.arch}
 
     def _load_state(self, s: dict) -> None:

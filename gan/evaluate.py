@@ -27,14 +27,15 @@ class Loaded:
     G: object  # nn.Module in eval mode, no grads
     step: int
     num_classes: int  # 0 = unconditional
+    names: list | None = None  # the dataset's class names, as the checkpoint recorded them
 
     @property
     def class_names(self) -> list[str]:
-        return class_names(self.num_classes)
+        return list(self.names) if self.names else class_names(self.num_classes)
 
 
 def class_names(num_classes: int) -> list[str]:
-    """The dataset's class names: CIFAR-10's (every labelled dataset here has its 10 labels); else the indices."""
+    """For checkpoints that did not record their class names: CIFAR-10's for 10 classes, else the indices."""
     return list(CIFAR10_CLASSES) if num_classes == len(CIFAR10_CLASSES) else [str(i) for i in range(num_classes)]
 
 
@@ -60,7 +61,7 @@ def load_generator(run: Path, which: str, device) -> Loaded:
     except (RuntimeError, KeyError) as e:
         raise GanError(f"{p}: does not fit model {cfg.model.arch!r} of {run / 'config.toml'} "
                        f"({str(e).splitlines()[0][:160]})") from None
-    return Loaded(cfg, G.to(device).eval().requires_grad_(False), int(state["step"]), k)
+    return Loaded(cfg, G.to(device).eval().requires_grad_(False), int(state["step"]), k, state.get("class_names"))
 
 
 # ---- `gan eval` ------------------------------------------------------------------------------------------------
