@@ -97,6 +97,8 @@ class Trainer:
         self.class_names = data.classes if c.model.conditional else None
         self.num_classes = len(self.class_names) if self.class_names else 0
         self.images = to_tensor(data.images, c.data.image_size, self.device)
+        self.ref_images = self.images if data.reference is None else to_tensor(data.metric_images,
+                                                                                c.data.image_size, self.device)
         self.labels = torch.from_numpy(data.labels).to(self.device) if self.num_classes else None
         self.steps = total_steps(c, len(self.images))
 
@@ -210,7 +212,7 @@ class Trainer:
         self.rec.started(first, config_mod.to_toml(c), facts, self.step, d.world if d.ddp else None)
         if d.is_main:  # building extractors draws from the RNG (layer init): forked, so resume is exact
             with d.main_only(), self.stop.droppable():
-                self.evaluator, self.metric_notes = gmetrics.build(c.metrics, self.images, self.device,
+                self.evaluator, self.metric_notes = gmetrics.build(c.metrics, self.ref_images, self.device,
                                                                    c.model.z_dim, self.log, self.num_classes)
         self.eval_active = d.broadcast(self.evaluator is not None)
         proto = self.evaluator.protocol() if self.evaluator else []

@@ -90,7 +90,7 @@ def read_records(path: Path, log) -> list:
 def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics: str = "fid,kid,is",
              device: str = "auto", extractors: list[str] | None = None, log=console.print) -> dict:
     """Metrics of a checkpoint, appended to <run>/metrics.json and written to TensorBoard as eval/<tag>."""
-    from gan.data import load_images, to_tensor
+    from gan.data import load_dataset, to_tensor
     from gan.device import pick as pick_device
     from gan.metrics.evaluator import build
 
@@ -106,9 +106,7 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
     m = dataclasses.replace(cfg.metrics, fid="fid" in want, kid="kid" in want, is_="is" in want, enabled=True,
                             num_samples=samples or cfg.metrics.num_samples,
                             extractors=extractors or cfg.metrics.extractors)
-    images, _ = load_images(cfg.data)
-    ref = to_tensor(images, cfg.data.image_size, dev)
-    del images
+    ref = to_tensor(load_dataset(cfg.data).metric_images, cfg.data.image_size, dev)
     ev, notes = build(m, ref, dev, cfg.model.z_dim, log, g.num_classes)
     if ev is None:
         raise GanError("no feature extractor can run: " + "; ".join(notes))

@@ -258,3 +258,14 @@ def test_sharded_sampler_labels_are_the_single_process_labels_split():
         assert torch.equal(torch.cat([parts[r][i] for r in range(3)]), y), i
     with pytest.raises(ValueError, match="do not match"):
         Sampler(images, 12, False, seed=5, labels=labels[:10])
+
+
+def test_fraction_keeps_the_full_set_as_the_metrics_reference(tmp_path):
+    """Limited-data runs are measured against every image, as the DiffAugment paper does."""
+    np.savez(tmp_path / "d.npz", images=make_images(40), labels=np.arange(40, dtype=np.uint8) % 10)
+    full = load_dataset(Data(dataset="npz", path=str(tmp_path / "d.npz")))
+    part = load_dataset(Data(dataset="npz", path=str(tmp_path / "d.npz"), fraction=0.25))
+    assert full.reference is None and (full.metric_images == full.images).all()
+    assert len(part.images) == 10 and (part.metric_images == full.images).all()
+    lim = load_dataset(Data(dataset="npz", path=str(tmp_path / "d.npz"), fraction=0.5, limit=20))
+    assert len(lim.images) == 10 and (lim.metric_images == full.images[:20]).all()  # limit first, then fraction
