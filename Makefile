@@ -5,7 +5,7 @@ EXP ?= baseline
 SHARED := $(abspath ../shared/data/cifar10)
 export GAN_DATA_ROOT ?= $(if $(wildcard $(SHARED)/train-*.npz),$(SHARED),data)
 
-.PHONY: install train test bench bench-quality tensorboard screenshot
+.PHONY: install train test kills bench bench-quality tensorboard screenshot
 
 install:
 	python3 -m venv .venv
@@ -18,6 +18,12 @@ train:
 
 test:
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# 20 SIGKILLs of one run at random moments (steps, evaluations, checkpoint writes, between the renames), each
+# followed by `gan resume`: it must end bit for bit where an uninterrupted run ends (`make test` runs 5).
+# GAN_KILLS=N for another count, GAN_KILLS_SEED=S to repeat a plan.
+kills:
+	GAN_KILLS=$${GAN_KILLS:-20} $(PY) -m pytest -q -s tests/test_kills.py
 
 tensorboard:
 	$(PY) -m tensorboard.main --logdir logs --host 127.0.0.1 --port $${PORT:-6006}

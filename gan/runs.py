@@ -329,28 +329,27 @@ def plot(c: Compared, out: Path) -> Path:
     ax_s.legend(fontsize=8)
     fig.suptitle(f"{c.tag} per run")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from gan import fileio
+
     try:
-        fig.savefig(out)
-    except OSError as e:
-        raise GanError(f"cannot write '{out}' ({e.strerror})") from None
+        return fileio.write_atomic(out, lambda f: fig.savefig(f, format=Path(out).suffix.lstrip(".") or "png"))
     finally:
         plt.close(fig)
-    return out
 
 
 def write_csv(c: Compared, out: Path) -> Path:
     """Every point of every compared run: run, experiment, step, wall_minutes, value (full float precision)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["run", "experiment", "step", "wall_minutes", "value"])
-        for r, e, s in zip(c.runs, c.experiments, c.series):
-            for step, m, v in zip(s.steps, s.minutes, s.values):
-                w.writerow([r.name, e, step, f"{m:.6f}", repr(v)])
-    return out
+    import io
+
+    from gan import fileio
+
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["run", "experiment", "step", "wall_minutes", "value"])
+    for r, e, s in zip(c.runs, c.experiments, c.series):
+        for step, m, v in zip(s.steps, s.minutes, s.values):
+            w.writerow([r.name, e, step, f"{m:.6f}", repr(v)])
+    return fileio.write_atomic(out, text.getvalue())
 
 
 # ---- loading a generator -------------------------------------------------------------------------------------
@@ -411,9 +410,9 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
     prev = read_json(path) if path.is_file() else []
     records = prev if isinstance(prev, list) else []
     records.append(record)
-    tmp = path.with_name(f".metrics.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(records, indent=2) + "\n")
-    os.replace(tmp, path)
+    from gan import fileio
+
+    fileio.write_json(path, records)
     from torch.utils.tensorboard import SummaryWriter
 
     w = SummaryWriter(log_dir=str(run), filename_suffix=f".eval-{which}-{step}")
@@ -453,19 +452,16 @@ def sample(run: Path, n: int = 64, out: Path | None = None, folder: Path | None 
     z = torch.randn(n, cfg.model.z_dim, generator=gen)
     with torch.inference_mode():
         x = torch.cat([to_uint8(G(c.to(dev))).cpu() for c in z.split(256)])
-    targets[0].parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if folder is None:
-            with open(targets[0], "xb") as f:
-                save_image(x.float() / 255, f, nrow=8, format="png")
-        else:
-            from PIL import Image
+    from gan import fileio
 
-            for img, p in zip(x.permute(0, 2, 3, 1).numpy(), targets):
-                with open(p, "xb") as f:
-                    Image.fromarray(img).save(f, format="PNG")
-    except FileExistsError as e:
-        raise GanError(f"'{e.filename}' already exists: not overwriting it") from None
+    if folder is None:
+        fileio.write_atomic(targets[0], lambda f: save_image(x.float() / 255, f, nrow=8, format="png"),
+                            exclusive=True)
+    else:
+        from PIL import Image
+
+        for img, p in zip(x.permute(0, 2, 3, 1).numpy(), targets):
+            fileio.write_atomic(p, lambda f: Image.fromarray(img).save(f, format="PNG"), exclusive=True)
     return targets
 
 
