@@ -77,7 +77,7 @@ class Trainer:
             self.run_dir = Path(resume)
             self._load_state(checkpoint.load(self.run_dir / "checkpoints" / "last.pt", self.log))
             if self.dist.is_main:  # what killed writers left behind
-                for d in (self.run_dir, self.run_dir / "checkpoints"):
+                for d in (self.run_dir, self.run_dir / "checkpoints", self.run_dir / "results"):
                     fileio.remove_stale_temps(d)
         else:
             self.run_dir = self.dist.on_main(lambda: tracking.exact_run_dir(run_dir) if run_dir else

@@ -110,6 +110,9 @@ def _claim(tmp: Path, path: Path) -> None:
 
 
 def _link_previous(path: Path, prev: Path) -> None:
+    with contextlib.suppress(OSError):
+        if os.path.samefile(path, prev):  # a rotation killed between its renames left them one file: done
+            return
     link = prev.with_name(f".{prev.name}.link{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
         link.unlink()
@@ -122,7 +125,9 @@ def _link_previous(path: Path, prev: Path) -> None:
             with open(path, "rb") as src, open(link, "wb") as dst:
                 dst.write(src.read())
                 os.fsync(dst.fileno())
-        os.replace(link, prev)
+        os.replace(link, prev)  # (a no-op, link left, were they one file: rename(2) on two links of a file)
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
     except BaseException:
         with contextlib.suppress(OSError):
             link.unlink()
