@@ -75,7 +75,7 @@ class Optim:
     beta2: float = _f(0.999, "Adam beta2", min=0.0, max=0.9999)
     n_dis: int = _f(1, "D steps per G step", min=1, max=100)
     ema_decay: float = _f(0.999, "EMA of G's weights for samples and metrics (0 = off)", min=0.0, max=0.99999)
-    ema_start: int = _f(0, "step from which the EMA averages (copies G before)", min=0)
+    ema_start: int = _f(0, "step from which the EMA averages (copies G before); needs ema_decay > 0", min=0)
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Metrics:
                                     "are present, plus c10)", factory=True)
     inception_weights: str = _f("", "path to pt_inception-2015-12-05 weights; env GAN_INCEPTION_WEIGHTS")
     batch_size: int = _f(250, "images per feature-extraction batch", min=1)
-    enabled: bool = _f(True, "compute metrics at all")
+    enabled: bool = _f(True, "compute metrics at all (false: a --set of another metrics key is refused)")
 
 
 @dataclass

@@ -141,7 +141,7 @@ def test_damaged_reference_caches_are_recomputed_and_said(tmp_path, monkeypatch)
     path = next((tmp_path / "cache" / "refstats").glob("*.pt"))
     assert "cached" in said[-1] and str(path) in said[-1]
     data = path.read_bytes()
-    cases = truncations(data) | flips(data, 20, seed=1) | foreign_torch_files(tmp_path)
+    cases = truncations(data) | flips(data, 10, seed=1) | foreign_torch_files(tmp_path)
     recomputed = 0
     for name, bad in cases.items():
         path.write_bytes(bad)

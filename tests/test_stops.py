@@ -102,7 +102,7 @@ def test_full_disk_mid_run_one_line_failed_checkpoint_kept_then_resume(tmp_path,
     if not _tmpfs(disk, "16m"):
         pytest.skip("needs root to mount a small tmpfs (test_full_disk_injected covers the rest)")
     try:
-        exp = tiny_toml(tmp_path / "t.toml", tiny_npz, train={"steps": 200, "log_every": 1, "image_every": 5,
+        exp = tiny_toml(tmp_path / "t.toml", tiny_npz, train={"steps": 40, "log_every": 1, "image_every": 5,
                                                               "checkpoint_every": 5})
         env = dict(os.environ, OMP_NUM_THREADS="1")
         p = subprocess.Popen([sys.executable, "-m", "gan", "train", str(exp), "--device", "cpu", "--logs",
@@ -122,13 +122,13 @@ def test_full_disk_mid_run_one_line_failed_checkpoint_kept_then_resume(tmp_path,
         info = json.loads((run / "run.json").read_text())
         assert info["status"] == "failed" and info["error"].startswith("disk full")
         kept = checkpoint.load(run / "checkpoints" / "last.pt")["step"]
-        assert 5 <= kept < 200 and kept % 5 == 0
+        assert 5 <= kept < 40 and kept % 5 == 0
         print(f"\ndisk full after step {kept}: {lines[0]}")
         filler.unlink()  # space again
         r = cli("resume", run, "--device", "cpu")
         assert r.exit_code == 0, r.stdout + r.stderr
         assert json.loads((run / "run.json").read_text())["status"] == "completed"
-        assert [e.step for e in events(run).Scalars("loss/D")] == list(range(1, 201))
+        assert [e.step for e in events(run).Scalars("loss/D")] == list(range(1, 41))
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
