@@ -1,10 +1,10 @@
-"""Checkpoints: atomic, rotated so a loadable `last.pt` exists at every moment, loaded with weights_only=True
-(plain tensors and builtins only), and the RNG states that make a resumed run continue bit for bit."""
+"""Checkpoints: atomic, rotated so a loadable `last.pt` exists at every moment, checksummed (a flipped byte is
+found, not loaded as other weights), loaded with weights_only=True (plain tensors and builtins only), and the RNG
+states that make a resumed run continue bit for bit."""
 from __future__ import annotations
 
 import pickle
 import random
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ def prev_of(path: Path) -> Path:
 def save(obj: dict, path: Path) -> None:
     """Write `path` atomically; the file it replaces becomes `<path>.prev`, without a moment where no loadable
     `path` exists (see fileio.write_atomic). `.prev` is the fallback when `path` turns out damaged."""
-    fileio.write_atomic(path, lambda f: torch.save(obj, f), keep_previous=prev_of(Path(path)))
+    fileio.save_torch(path, obj, checksum=True, keep_previous=prev_of(Path(path)))
 
 
 def export(run_dir: Path, state: dict) -> tuple[Path, Path]:
@@ -35,11 +35,18 @@ def export(run_dir: Path, state: dict) -> tuple[Path, Path]:
 
 def load_one(path: Path) -> dict:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = fileio.load_torch(path)
+    except FileNotFoundError:
+        raise GanError(f"{path}: no such checkpoint") from None
+    except fileio.Corrupt as e:
+        raise GanError(f"{path}: corrupt checkpoint ({e})") from None
     except pickle.UnpicklingError as e:
-        raise GanError(f"{path}: refused: it holds objects that are not plain tensors/builtins "
-                       f"(weights_only load failed: {str(e).splitlines()[0][:200]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as e:
+        found = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln]
+        if found:  # a pickled function or class: code that weights_only never runs
+            raise GanError(f"{path}: refused: it holds objects that are not plain tensors/builtins "
+                           f"({found[0][:200]})") from None
+        raise GanError(f"{path}: truncated or corrupt checkpoint (not a pickle torch can read)") from None
+    except Exception as e:  # noqa: BLE001 - whatever a damaged zip or pickle raises, said in one line
         raise GanError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__})") from None
     if not isinstance(obj, dict) or "step" not in obj:
         raise GanError(f"{path}: not a gan checkpoint (no 'step')")

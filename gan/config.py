@@ -77,7 +77,7 @@ class Optim:
     beta2: float = _f(0.999, "Adam beta2", min=0.0, max=0.9999)
     n_dis: int = _f(1, "D steps per G step", min=1, max=100)
     ema_decay: float = _f(0.999, "EMA of G's weights for samples and metrics (0 = off)", min=0.0, max=0.99999)
-    ema_start: int = _f(0, "step from which the EMA averages (copies G before)", min=0)
+    ema_start: int = _f(0, "step from which the EMA averages (copies G before); needs ema_decay > 0", min=0)
 
 
 @dataclass
@@ -119,7 +119,7 @@ class Metrics:
                                     "are present, plus c10)", factory=True)
     inception_weights: str = _f("", "path to pt_inception-2015-12-05 weights; env GAN_INCEPTION_WEIGHTS")
     batch_size: int = _f(250, "images per feature-extraction batch", min=1)
-    enabled: bool = _f(True, "compute metrics at all")
+    enabled: bool = _f(True, "compute metrics at all (false: a --set of another metrics key is refused)")
 
 
 @dataclass
@@ -267,18 +267,56 @@ RESUME_LOCKED = {"experiment": None, "data": None, "model": None, "loss": None,
                              "prc", "classes"}}
 
 
+def resume_locked(section: str, k: str) -> bool:
+    locked = RESUME_LOCKED.get(section, set())
+    return locked is None or k in locked or ALIASES.get((section, k)) in locked
+
+
 def check_resume_overrides(overrides: list[str]) -> None:
     """A resumed run refuses --set of a key that would change its model, data, loss or metric protocol."""
     for item in overrides:
         section, k, _ = parse_override(item)
-        locked = RESUME_LOCKED.get(section, set())
-        if locked is None or k in locked or ALIASES.get((section, k)) in (locked or ()):
+        if resume_locked(section, k):
             raise GanError(f"--set {item}: {section}.{k} cannot change when a run resumes (it would change the "
                            f"run's model, data, loss or metrics); start a new run with `gan train`")
 
 
+# Keys that make another key meaningless. An explicit --set of the meaningless key always wins over the file: it
+# takes effect (the masking key is changed: `fix`) or is refused with one line naming both; when --set gives both
+# keys they contradict each other: refused. (train.minutes and train.steps are two limits, whichever comes first;
+# loss.label_* outside bce and model.conditional without a conditional model are refused in cross_check.)
+MASKS = [  # (key, masking key, masked when, fix or None)
+    (("train", "steps"), ("train", "epochs"), lambda c: c.train.epochs > 0, 0.0),
+    (("optim", "ema_start"), ("optim", "ema_decay"), lambda c: c.optim.ema_decay == 0, None),
+    (("metrics", "*"), ("metrics", "enabled"), lambda c: not c.metrics.enabled, None),
+    (("metrics", "inception_weights"), ("metrics", "extractors"),
+     lambda c: not {"auto", "inception"} & set(c.metrics.extractors), None),
+    (("data", "path"), ("data", "dataset"), lambda c: c.data.dataset == "cifar10", None),
+    (("data", "root"), ("data", "dataset"), lambda c: c.data.dataset != "cifar10", None),
+]
+
+
+def _explicit_wins(cfg: Config, given: dict[tuple[str, str], str], path: Path) -> None:
+    for (sec, k), (msec, mk), masked, fix in MASKS:
+        for (gs, gk), item in given.items():
+            if gs != sec or (k != "*" and ALIASES.get((gs, gk), gk) != k) or (gs, gk) == (msec, mk) \
+                    or not masked(cfg):
+                continue
+            have = _toml_value(getattr(getattr(cfg, msec), mk))
+            if (msec, mk) in given:
+                raise GanError(f"--set {item} and --set {given[(msec, mk)]} contradict each other: {msec}.{mk} = "
+                               f"{have} makes {gs}.{gk} meaningless; choose one")
+            if fix is None:
+                raise GanError(f"--set {item}: no effect while {msec}.{mk} = {have} (in {path}); --set {msec}.{mk} "
+                               "too")
+            setattr(getattr(cfg, msec), mk, fix)
+
+
 def resolve_path(exp: str) -> Path:
     p = Path(exp)
+    if p.is_dir():
+        raise GanError(f"experiment '{exp}' is a folder: expected a .toml file or the name of one under "
+                       f"experiments/")
     if p.suffix == ".toml" or "/" in exp:
         if p.is_dir():
             raise GanError(f"experiment file '{exp}' is a folder: expected a .toml file")
@@ -331,14 +369,17 @@ def load(exp: str, overrides: list[str] | None = None) -> Config:
         if not isinstance(doc[section], dict):
             raise GanError(f"--set {item!r}: [{section}] is not a table")
         doc[section][key] = value
-    # An explicit --set wins over the file: a length in steps replaces the file's length in epochs.
-    set_keys = {tuple(parse_override(i)[:2]) for i in overrides or []}
-    if ("train", "steps") in set_keys and ("train", "epochs") not in set_keys and doc.get("train", {}).get("epochs"):
-        doc["train"]["epochs"] = 0.0
     where = f"{path}" + (" (with --set)" if overrides else "")
+    return validate(doc, where, path.stem, {tuple(parse_override(i)[:2]): i for i in overrides or []}, path)
+
+
+def validate(doc: dict, where: str, stem: str, given: dict | None = None, path: Path | None = None) -> Config:
+    """A parsed TOML document as a Config, every rule checked (GanError naming `where` otherwise); `given`:
+    {(section, key): item} of the --set items, `stem`: the name when the document gives none."""
     cfg = from_dict(doc, where)
+    _explicit_wins(cfg, given or {}, path or where)
     if not cfg.experiment.name:
-        cfg.experiment.name = path.stem
+        cfg.experiment.name = stem
     if cfg.data.root == "data" and os.environ.get("GAN_DATA_ROOT"):
         cfg.data.root = os.environ["GAN_DATA_ROOT"]
     cross_check(cfg, where)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from gan import checkpoint, config as config_mod, device as gdevice, grids, losses, nets as gnets, tracking
+from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, losses, nets as gnets, stop, \
+    tracking
 from gan.augment import DiffAugment
 from gan.config import Config
 from gan.data import load_dataset, to_tensor, to_uint8
@@ -72,9 +73,13 @@ class Trainer:
         self.step, self.train_seconds, self.saved_step = 0, 0.0, 0
         self.history, self.best, self.loss_log = [], None, []  # [(step, {tag: value})], {step, tag, value}, losses
         self.evaluator, self.metric_notes, self.primary = None, [], protocol.Primary(None, "metrics off")
+        self.eval_pending = self.evaluating = False  # an evaluation a signal dropped: made first on resume
         if resume is not None:  # every rank reads the checkpoint (under torchrun: on storage all nodes see)
             self.run_dir = Path(resume)
             self._load_state(checkpoint.load(self.run_dir / "checkpoints" / "last.pt", self.log))
+            if self.dist.is_main:  # what killed writers left behind
+                for d in (self.run_dir, self.run_dir / "checkpoints", self.run_dir / "results"):
+                    fileio.remove_stale_temps(d)
         else:
             self.run_dir = self.dist.on_main(lambda: tracking.exact_run_dir(run_dir) if run_dir else
                                              tracking.new_run_dir(Path(logs), c.experiment.name, name))
@@ -84,6 +89,7 @@ class Trainer:
 
     def _load_data(self) -> None:
         c = self.cfg
+        stop.at("data")
         data = load_dataset(c.data, self.log)
         self.data_source = data.source
         if c.optim.batch_size > len(data.images):
@@ -112,8 +118,8 @@ class Trainer:
                 "sampler": self.sampler.state_dict(), "rng": checkpoint.rng_state(self.device),
                 "history": [[s, m] for s, m in self.history], "best": self.best, "losses": self.loss_log,
                 "train_seconds": self.train_seconds, "precision": self.precision, "num_classes": self.num_classes,
-                "class_names": self.class_names,
-                "config": self.cfg.to_dict(), "arch": self.cfg.model.arch}
+                "class_names": self.class_names, "eval_pending": self.eval_pending, "config": self.cfg.to_dict(),
+                "arch": self.cfg.model.arch}
 
     def _load_state(self, s: dict) -> None:
         try:
@@ -131,6 +137,7 @@ class Trainer:
         self.history = [(int(a), dict(b)) for a, b in s.get("history", [])]
         self.best, self.loss_log = s.get("best"), [tuple(x) for x in s.get("losses", [])]
         self.train_seconds, self.precision = float(s.get("train_seconds", 0.0)), s.get("precision", "fp32")
+        self.eval_pending = bool(s.get("eval_pending", False))
 
     # ---- one step --------------------------------------------------------------------------------
     def latents(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -161,6 +168,7 @@ class Trainer:
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
+        stop.at("step")
         n.D.requires_grad_(False)  # G's update needs D's input gradients, not its weight gradients
         with amp:
             if not self.reuse_fake:
@@ -180,12 +188,18 @@ class Trainer:
         first = self.step == 0
         self.rec = tracking.Recorder(self.run_dir, self.dist.is_main, None if first else self.step + 1, self.log,
                                      self.cfg.train.save_png)
+        self.acc, self.n_acc = torch.zeros(4, device=self.device), 0  # losses summed between log steps
+        self.t_log = self.t_mark = time.perf_counter()
         try:
             self._start(first)
-            status = self._loop()
+            if self.eval_pending:  # the evaluation a signal dropped at this step, as if it had not been
+                self._checkpoint(self._evaluate())
+            # a run killed between its last checkpoint and its end only ends: nothing is left to train
+            status = "completed" if self.step >= self.steps or self._out_of_time() else self._loop()
         except Interrupted:  # a droppable phase (reference statistics, an evaluation) was left at a signal
             status = "interrupted"
-            if self.step > self.saved_step:
+            self.eval_pending |= self.evaluating  # resume makes it first: the metric curve stays whole
+            if self.step > self.saved_step or self.evaluating:
                 self._checkpoint(False)
         except KeyboardInterrupt:  # second signal: stop at once; files stay as the last atomic write left them
             status = "interrupted"
@@ -196,7 +210,10 @@ class Trainer:
             if self.dist.ddp:  # torchrun's SIGTERM to the survivors must not cut this status write short
                 with contextlib.suppress(ValueError):
                     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            self.rec.failed(e, self.step)
+            peer = self.dist.ddp and (isinstance(e, torch.distributed.DistError) or isinstance(e, RuntimeError) and
+                                      any(w in str(e).lower() for w in ("gloo", "nccl", "connection")))
+            self.rec.failed(f"another process of the job stopped ({str(e).splitlines()[0][:200]})" if peer else e,
+                            self.step)
             raise
         return self._end(status)
 
@@ -220,6 +237,13 @@ class Trainer:
         for note in self.metric_notes + ([f"primary metric {self.primary.tag}: {self.primary.why}"]
                                          if self.primary.tag else []):
             self.log(f"metrics: {note}")
+        if not first and d.is_main:  # other reference images or weights than the run recorded: said, kept
+            changes = protocol.changes(self.rec.info.data.get("metrics_protocol"), proto)
+            for ch in changes:
+                self.log(f"[yellow]warning: {protocol.change_line(ch, self.step)}[/]")
+            if changes:
+                self.rec.info.update(protocol_changes=self.rec.info.data.get("protocol_changes", []) +
+                                     [{"step": self.step, "at": now(), **ch} for ch in changes])
         self.rec.info.update(metrics_protocol=proto, metrics_notes=self.metric_notes,
                              primary_metric={"tag": self.primary.tag, "why": self.primary.why})
         if first and d.is_main:
@@ -238,7 +262,6 @@ class Trainer:
 
     def _loop(self) -> str:
         c, t = self.cfg, self.cfg.train
-        self.acc, self.n_acc = torch.zeros(4, device=self.device), 0
         self.t_log = self.t_mark = time.perf_counter()
         agree_every = t.log_every if self.dist.ddp else 1  # ranks agree on a stop only where they sync anyway
         stopping = time_up = False
@@ -332,8 +355,10 @@ class Trainer:
         is_best = False
         if self.dist.is_main:
             t0 = time.perf_counter()
+            self.evaluating = True
             with self.dist.main_only(), self.stop.droppable():
                 ev = self.evaluator(self.nets.G_sample)
+            self.evaluating = self.eval_pending = False
             secs = time.perf_counter() - t0
             self.t_mark += secs  # evaluation time is not training time
             values = self.rec.evaluation(self.step, ev, {"time/eval_seconds": secs,
@@ -350,10 +375,13 @@ class Trainer:
         if self.dist.any_of(not bool(torch.isfinite(self.acc).all()))[0]:  # diverged since the last log
             raise Diverged(f"before step {self.step}")
         if self.dist.is_main:
+            # Everything logged up to this step is on disk before the checkpoint that resumes after it; best.pt
+            # before last.pt: a run killed between the two redoes this step and writes best.pt again.
+            self.rec.tb.flush()
             st = self.state()
-            checkpoint.save(st, self.run_dir / "checkpoints" / "last.pt")
             if best:
                 checkpoint.save(st, self.run_dir / "checkpoints" / "best.pt")
+            checkpoint.save(st, self.run_dir / "checkpoints" / "last.pt")
             self.rec.info.update(step=self.step, best=self.best, train_seconds=round(self.train_seconds, 2))
         self.saved_step = self.step
 

@@ -191,11 +191,8 @@ def sample(run: Path, n: int = 64, out: Path | None = None, folder: Path | None 
 
         writes = [(p, lambda f, img=img: Image.fromarray(img).save(f, format="PNG"))
                   for img, p in zip(x.permute(0, 2, 3, 1).numpy(), targets)]
-    for p, fill in writes:
-        try:
-            fileio.write_atomic(p, fill, exclusive=True)  # made by someone else since the check: still kept
-        except FileExistsError:
-            raise GanError(f"'{p}' already exists: not overwriting it") from None
+    for p, fill in writes:  # exclusive: a file made by someone else since the check is still kept
+        fileio.write_atomic(p, fill, exclusive=True)
     return targets
 
 

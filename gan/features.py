@@ -35,8 +35,6 @@ Trade-off (why this net and not another):
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 import time
 from pathlib import Path
 
@@ -140,15 +138,9 @@ def _fp16_state_dict(model: nn.Module) -> dict:
 
 
 def _save_atomic(state: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, out)  # readers never see a half-written weights file
+    from gan import fileio
+
+    fileio.save_torch(out, state)  # readers never see a half-written weights file
 
 
 @torch.inference_mode()

@@ -6,6 +6,10 @@ outputs. A full disk is said in one line (`DiskFull`), and the partial temp file
 
 Reading JSON the program itself wrote: a damaged file is never overwritten. `read_json(..., move_aside=True)`
 renames it to `<name>.corrupt-<time>` and says so, so its bytes stay for the user to look at.
+
+torch files the program reads back (checkpoints, reference caches) carry a checksum of their contents
+(`save_torch(..., checksum=True)`, checked by `load_torch`): torch.load does not check the zip's CRCs, so a flipped
+byte in a tensor would otherwise load as silently different weights.
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ import hashlib
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
+from gan import stop
 from gan.errors import GanError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -52,8 +58,7 @@ def write_atomic(path: str | Path, fill: Callable[[io.BufferedWriter], Any] | by
     `keep_previous`: the file being replaced becomes this one, without a moment where `path` is missing: it is
     hard-linked there (`path` stays in place) before the one `os.replace` that puts the new file in.
     `durable=False` skips the fsyncs (heartbeats written often): still atomic, perhaps lost at a power cut.
-    `exclusive=True`: never replace an existing `path` (FileExistsError, nothing written): the finished file is
-    hard-linked into place, which fails when the name is taken, even by a file made a moment ago."""
+    `exclusive`: never replace an existing `path` (GanError instead; `os.link` puts the file in, or fails)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -66,16 +71,14 @@ def write_atomic(path: str | Path, fill: Callable[[io.BufferedWriter], Any] | by
             f.flush()
             if durable:
                 os.fsync(f.fileno())
-        if keep_previous is not None and path.exists():
-            _link_previous(path, Path(keep_previous))
+        stop.at(f"write:{path.name}")
         if exclusive:
-            _link_new(tmp, path)
+            _claim(tmp, path)
         else:
+            if keep_previous is not None and path.exists():
+                _link_previous(path, Path(keep_previous))
+                stop.at(f"rotate:{path.name}")
             os.replace(tmp, path)
-    except FileExistsError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -89,44 +92,129 @@ def write_atomic(path: str | Path, fill: Callable[[io.BufferedWriter], Any] | by
     return path
 
 
-def _link_new(tmp: Path, path: Path) -> None:
-    """Put `tmp` at `path` only if `path` does not exist (os.link fails on a taken name, atomically)."""
+def _claim(tmp: Path, path: Path) -> None:
+    """Put `tmp` in at `path` only where nothing is there yet."""
     try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise
-    except OSError as e:  # a filesystem without hard links: exclusive create, then the bytes
-        if e.errno in _FULL:
+        try:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        except FileExistsError:
             raise
-        with open(tmp, "rb") as src, open(path, "xb") as dst:
-            dst.write(src.read())
-            os.fsync(dst.fileno())
-    tmp.unlink()
+        except OSError as e:  # no hard links here: claim the name, then replace the empty claim
+            if e.errno in _FULL:
+                raise
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.replace(tmp, path)
+    except FileExistsError:
+        raise GanError(f"'{path}' already exists: not overwriting it") from None
 
 
 def _link_previous(path: Path, prev: Path) -> None:
+    with contextlib.suppress(OSError):
+        if os.path.samefile(path, prev):  # a rotation killed between its renames left them one file: done
+            return
     link = prev.with_name(f".{prev.name}.link{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
         link.unlink()
     try:
-        os.link(path, link)
-    except OSError as e:  # a filesystem without hard links: a copy
-        if e.errno in _FULL:
-            raise
-        with open(path, "rb") as src, open(link, "wb") as dst:
-            dst.write(src.read())
-            os.fsync(dst.fileno())
-    os.replace(link, prev)
+        try:
+            os.link(path, link)
+        except OSError as e:  # a filesystem without hard links: a copy
+            if e.errno in _FULL:
+                raise
+            with open(path, "rb") as src, open(link, "wb") as dst:
+                dst.write(src.read())
+                os.fsync(dst.fileno())
+        os.replace(link, prev)  # (a no-op, link left, were they one file: rename(2) on two links of a file)
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            link.unlink()
+        raise
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Temp files of write_atomic left by a process that was killed (its pid no longer runs): removed."""
+    gone = []
+    for p in Path(folder).glob(".*.*[0-9]"):
+        m = re.fullmatch(r"\..+\.(?:tmp|link)(\d+)", p.name)
+        if m and not _alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                gone.append(p)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def write_json(path: str | Path, obj: Any, durable: bool = True) -> Path:
     return write_atomic(path, json.dumps(obj, indent=2, default=str, allow_nan=True) + "\n", durable=durable)
 
 
-def save_torch(path: str | Path, obj: Any) -> Path:
+CHECKSUM = "checksum"  # the key save_torch(checksum=True) adds to a dict
+
+
+def save_torch(path: str | Path, obj: Any, checksum: bool = False, keep_previous: Path | None = None) -> Path:
+    """torch.save through write_atomic; `checksum`: a dict also carries the digest of its contents."""
     import torch
 
-    return write_atomic(path, lambda f: torch.save(obj, f))
+    if checksum:
+        obj = {**obj, CHECKSUM: digest(obj)}
+    return write_atomic(path, lambda f: torch.save(obj, f), keep_previous=keep_previous)
+
+
+class Corrupt(ValueError):
+    """A file's contents do not match the checksum written with it."""
+
+
+def load_torch(path: str | Path) -> Any:
+    """torch.load (weights_only, on the CPU); a dict with a checksum is checked against it (Corrupt)."""
+    import torch
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and CHECKSUM in obj:
+        stored = obj.pop(CHECKSUM)
+        if stored != digest(obj):
+            raise Corrupt("its contents do not match the checksum written with it")
+    return obj
+
+
+def digest(obj: Any) -> str:
+    """sha256 of a nest of dicts, lists and tensors (dtype, shape, bytes) and plain values (repr)."""
+    import torch
+
+    h = hashlib.sha256()
+
+    def walk(x):
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(x, dict):
+            h.update(b"{")
+            for k, v in x.items():
+                h.update(repr(k).encode() + b":")
+                walk(v)
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[")
+            for v in x:
+                walk(v)
+            h.update(b"]")
+        else:
+            h.update(repr(x).encode() + b",")
+
+    walk(obj)
+    return h.hexdigest()
 
 
 def read_json(path: str | Path, default: Any = None, move_aside: bool = False, log: Callable = print) -> Any:
@@ -145,16 +233,23 @@ def read_json(path: str | Path, default: Any = None, move_aside: bool = False, l
         return default
 
 
-def set_aside(path: str | Path, why: str, log: Callable = print) -> Path:
-    """Rename a damaged file to `<name>.corrupt-<time>` (its bytes kept, never overwritten) and say so."""
+def set_aside(path: Path, why: str, log: Callable = print) -> Path:
+    """Rename a damaged file to `<name>.corrupt-<time>` (never over an earlier one) and say so."""
     path = Path(path)
-    stamp = f"{path.name}.corrupt-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    aside = path.with_name(stamp)
-    for i in range(1, 1000):  # two damaged files in one second: both kept
-        if not aside.exists():
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}" + (f"-{i}" if i else ""))
+        try:
+            os.link(path, aside)  # fails where `aside` exists: an earlier damaged copy is never replaced
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here: a rename (no other process writes .corrupt-* names)
+            if aside.exists():
+                continue
+            os.replace(path, aside)
             break
-        aside = path.with_name(f"{stamp}-{i}")
-    os.replace(path, aside)
+        path.unlink()
+        break
     log(f"warning: '{path}' was damaged ({why}): moved aside to '{aside.name}', starting a new one")
     return aside
 

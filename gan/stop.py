@@ -13,8 +13,13 @@ repeat within `debounce` seconds counts as the same signal, and ranks act on a r
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
+from pathlib import Path
+
+
+_signalled = False  # any signal handled by a Stop in this process (what a test pause waits for)
 
 
 class Interrupted(Exception):
@@ -44,6 +49,8 @@ class Stop:
         self.old = {}
 
     def _handle(self, signum, frame):
+        global _signalled
+        _signalled = True
         if self.signum:
             if time.monotonic() - self.t < self.debounce:
                 return
@@ -70,3 +77,26 @@ class Stop:
     @property
     def exit_code(self) -> int:
         return 143 if self.signum == signal.SIGTERM else 130
+
+
+# ---- a test hook: named moments -------------------------------------------------------------------------------
+# Tests only (the program never sets these): GAN_TEST_AT="MOMENT@N" SIGKILLs this process the Nth time it reaches
+# MOMENT; with GAN_TEST_PAUSE=FILE it creates FILE there instead and waits (up to 60 s) for a signal, so a test can
+# signal a run inside a phase. Moments: data, refstats, eval, step, write:<file name> (temp file written, not yet
+# in place), rotate:<file name> (between the two renames of a rotation).
+_AT = os.environ.get("GAN_TEST_AT", "").rpartition("@")
+_seen: dict[str, int] = {}
+
+
+def at(moment: str) -> None:
+    if _AT[0] != moment:
+        return
+    _seen[moment] = _seen.get(moment, 0) + 1
+    if str(_seen[moment]) != _AT[2]:
+        return
+    if not os.environ.get("GAN_TEST_PAUSE"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    Path(os.environ["GAN_TEST_PAUSE"]).touch()
+    t0 = time.monotonic()
+    while not _signalled and time.monotonic() - t0 < 60:
+        time.sleep(0.02)

@@ -11,6 +11,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,6 +109,17 @@ class RunInfo:
         fileio.write_json(self.path, self.data, durable=durable)
 
 
+def _quiet_writer_threads(args) -> None:
+    """TensorBoard's writer thread dies of an OSError (a full disk) with a traceback on stderr; the writer raises
+    the same error at its next call in the main thread, where Tracker makes it one line: print nothing here."""
+    if type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(args.exc_type, OSError):
+        return
+    _excepthook(args)
+
+
+_excepthook = threading.excepthook
+
+
 class Tracker:
     """TensorBoard events for one run; nothing non-finite is ever written. Errors of TensorBoard's writer thread
     (a full disk) come back as one line."""
@@ -115,6 +127,7 @@ class Tracker:
     def __init__(self, run_dir: Path, purge_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
+        threading.excepthook = _quiet_writer_threads
         self.run_dir = Path(run_dir)
         self.writer = self._safe(lambda: SummaryWriter(log_dir=str(run_dir), purge_step=purge_step, flush_secs=30))
 
@@ -168,6 +181,7 @@ class Tracker:
         self._safe(self.writer.flush)
 
     def close(self) -> None:
+        self._safe(self.writer.flush)  # close() alone would not say that the writer thread failed
         self._safe(self.writer.close)
 
 
@@ -184,9 +198,19 @@ class Recorder:
     """The traces of one run, written by the main process: run.json, TensorBoard, PNGs under results/. On the
     other ranks its writers are null, so callers never ask which rank they are on."""
 
+    RESERVE = 64 << 10  # bytes held back while the run writes: given up so that a full disk still takes the status
+
     def __init__(self, run_dir: Path, is_main: bool, purge_step: int | None, log=print, save_png: bool = False):
         self.run_dir, self.log, self.save_png = Path(run_dir), log, save_png and is_main
         self.info, self.tb = (RunInfo(run_dir, log), Tracker(run_dir, purge_step)) if is_main else (Null(), Null())
+        self.reserve = self.run_dir / ".reserve"
+        if is_main:
+            with contextlib.suppress(GanError):  # a disk already too full for it: nothing to hold back
+                fileio.write_atomic(self.reserve, bytes(self.RESERVE), durable=False)
+
+    def _release(self) -> None:
+        with contextlib.suppress(OSError):
+            self.reserve.unlink()
 
     def started(self, first: bool, cfg_toml: str, facts: dict, step: int, world: int | None) -> None:
         if first:
@@ -234,7 +258,8 @@ class Recorder:
                                                if k.startswith("metrics/")))
         return values
 
-    def failed(self, e: BaseException, step: int) -> None:
+    def failed(self, e: BaseException | str, step: int) -> None:
+        self._release()
         try:
             self.info.update(status="failed", ended=now(), step=step, error=str(e)[:300] or type(e).__name__)
             self.tb.close()
@@ -242,11 +267,13 @@ class Recorder:
             pass
 
     def ended(self, status: str, flat_config: dict | None, history: list, **fields) -> None:
-        self.info.update(status=status, ended=now(), **fields)
+        """The events first, the status last: a run killed in between is not `completed` and its resume ends it."""
+        self._release()
         if flat_config is not None:
             suffixes = [p["suffix"] for p in self.info.data.get("metrics_protocol", [])]
             self.tb.hparams(flat_config, hparam_metrics(history, suffixes), fields.get("step", 0))
         self.tb.close()
+        self.info.update(status=status, ended=now(), **fields)
 
 
 @contextlib.contextmanager

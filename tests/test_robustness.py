@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from gan import checkpoint, config
@@ -149,11 +149,26 @@ def test_checkpoint_with_code_is_refused(tmp_path, monkeypatch):
     assert not mark.exists()
 
 
-def test_two_runs_started_together_never_share_a_folder(tmp_path):
+def _claim_run_dir(args) -> str:
     from gan.tracking import new_run_dir
 
-    dirs = {new_run_dir(tmp_path, "x", None) for _ in range(5)}
-    assert len(dirs) == 5
+    barrier, logs = args
+    barrier.wait()  # every process asks in the same instant (and so in the same second)
+    return str(new_run_dir(Path(logs), "x", None))
+
+
+def test_two_runs_started_together_never_share_a_folder(tmp_path):
+    """Eight processes ask for a run folder of one experiment at once: eight folders, each used by one of them
+    (tests/test_corrupt.py runs two whole `gan train` side by side)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier = ctx.Manager().Barrier(8)
+    with ctx.Pool(8) as pool:
+        dirs = pool.map(_claim_run_dir, [(barrier, str(tmp_path))] * 8)
+    assert len(set(dirs)) == 8, dirs
+    assert sorted(dirs) == sorted(str(p) for p in (tmp_path / "x").iterdir())
+    assert len({Path(d).name[:15] for d in dirs}) <= 2  # they did start together (one second, or two at a tick)
 
 
 # ---- bad input: exit 2, one line naming what is wrong, no traceback, no run folder ----------------------
@@ -256,23 +271,130 @@ def test_bad_input_table_is_large_enough():
     assert len(CASES) >= 25
 
 
-# ---- property: the validator only ever returns a Config or raises GanError -----------------------------
+# ---- property: a valid document gives the config it says; one wrong value is one line naming its key ----------
 
-_scalar = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
-                    st.text(max_size=12), st.lists(st.text(max_size=5), max_size=3))
-_keys = st.sampled_from([f.name for sec in config._SECTION_CLS.values() for f in __import__("dataclasses")
-                        .fields(sec)] + ["bogus", ""])
-_sections = st.sampled_from(list(config._SECTION_CLS) + ["extra"])
-_doc = st.dictionaries(_sections, st.one_of(st.dictionaries(_keys, _scalar, max_size=6), _scalar), max_size=5)
+def _fields():
+    import dataclasses
+
+    return {(sec, config.key(f)): f for sec, cls in config._SECTION_CLS.items() for f in dataclasses.fields(cls)}
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_doc)
-def test_validator_returns_config_or_gan_error(doc):
-    try:
-        cfg = config.from_dict(doc, "random.toml")
-        config.cross_check(cfg, "random.toml")
-    except GanError as e:
-        assert str(e).startswith("random.toml") and "\n" not in str(e)
-    else:
-        assert isinstance(cfg, config.Config)
+FIELDS = _fields()
+_name = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+=,-]{0,11}", fullmatch=True).filter(lambda n: n not in (".", ".."))
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+def _valid(sec: str, k: str, f, cfg: dict):
+    """A strategy of values `sec.k` may take, given the rest of the document (`cfg`: arch, loss, dataset)."""
+    from gan.augment import POLICIES
+    from gan.models import ARCHES
+
+    t, m = (f.type if isinstance(f.type, str) else f.type.__name__), f.metadata
+    special = {
+        ("experiment", "name"): _name,
+        ("model", "arch"): st.just(cfg["arch"]),
+        ("data", "image_size"): st.sampled_from(ARCHES[cfg["arch"]].sizes),
+        ("data", "dataset"): st.just(cfg["dataset"]),
+        ("data", "path"): _text.filter(bool) if cfg["dataset"] != "cifar10" else _text,
+        ("loss", "name"): st.just(cfg["loss"]),
+        ("model", "conditional"): st.booleans() if ARCHES[cfg["arch"]].conditional else st.just(False),
+        ("train", "diffaug"): st.lists(st.sampled_from(sorted(POLICIES)), unique=True).map(",".join),
+        ("metrics", "extractors"): st.lists(st.sampled_from(["auto", "inception", "c10"]), min_size=1, unique=True),
+    }
+    if (sec, k) in special:
+        return special[(sec, k)]
+    if sec == "loss" and k.startswith("label_") and cfg["loss"] != "bce":
+        return st.just(0.0)  # label smoothing/noise: bce only (cross_check)
+    if m["choices"] is not None:
+        return st.sampled_from(m["choices"])
+    lo, hi = m["min"], m["max"]
+    if t == "bool":
+        return st.booleans()
+    if t == "int":
+        return st.integers(lo if lo is not None else -10**6, hi if hi is not None else 10**6)
+    if t == "float":
+        return st.floats(lo if lo is not None else -1e6, hi if hi is not None else 1e6, exclude_min=m["min_open"])
+    if t == "str":
+        return _text
+    return st.lists(_text, max_size=3)
+
+
+def _invalid(sec: str, k: str, f):
+    """A strategy of values that `sec.k` must refuse: wrong type, out of range, not a choice, a bad name."""
+    t, m = (f.type if isinstance(f.type, str) else f.type.__name__), f.metadata
+    wrong = {"bool": st.one_of(st.integers(), _text), "int": st.one_of(st.booleans(), _text, st.floats()),
+             "float": st.one_of(st.booleans(), _text, st.sampled_from([float("nan"), float("inf")])),
+             "str": st.one_of(st.integers(), st.lists(_text, max_size=2)),
+             "list": st.one_of(_text, st.lists(st.integers(), min_size=1, max_size=2))}[t]
+    bad = [wrong]
+    if m["choices"] is not None:
+        bad.append(_text.filter(lambda v: v not in m["choices"]))
+    if m["min"] is not None and t in ("int", "float"):
+        below = m["min"] if m["min_open"] else (m["min"] - 1 if t == "int" else m["min"] - 1e-3)
+        bad.append(st.integers(-10**6, int(below)) if t == "int" else st.floats(-1e6, below))
+    if m["max"] is not None and t in ("int", "float"):
+        bad.append(st.integers(m["max"] + 1, m["max"] + 10**6) if t == "int" else
+                   st.floats(m["max"] + 1e-3, m["max"] + 1e6))
+    bad.append({("experiment", "name"): st.sampled_from(["a/b", "..", "-x", "a b", "../../up"]),
+                ("model", "arch"): st.sampled_from(["biggan", "", "DCGAN"]),
+                ("train", "diffaug"): st.sampled_from(["blur", "color,zoom"]),
+                ("metrics", "extractors"): st.sampled_from([["clip"], ["c10", "dino"]])}.get((sec, k), wrong))
+    return st.one_of(bad)
+
+
+@st.composite
+def documents(draw):
+    """(doc, mutated key or None): a document of valid keys with valid values (a random subset of them), and
+    half the time one value made wrong, an unknown key or section, or a section that is not a table."""
+    from gan.models import ARCHES
+
+    keys = draw(st.lists(st.sampled_from(sorted(FIELDS)), unique=True, max_size=12))
+    cfg = {"arch": draw(st.sampled_from(sorted(ARCHES))), "loss": draw(st.sampled_from(["bce", "hinge", "wgan"])),
+           "dataset": draw(st.sampled_from(["cifar10", "npz", "folder"]))}
+    keys += [("model", "arch"), ("loss", "name"), ("data", "dataset")] + \
+        ([("data", "path")] if cfg["dataset"] != "cifar10" else [])
+    doc: dict = {}
+    for sec, k in dict.fromkeys(keys):
+        doc.setdefault(sec, {})[k] = draw(_valid(sec, k, FIELDS[(sec, k)], cfg))
+    if not draw(st.booleans()):
+        return doc, None
+    how = draw(st.sampled_from(["value"] * 6 + ["unknown key", "unknown section", "not a table"]))
+    sec, k = draw(st.sampled_from(sorted((s, k) for s in doc for k in doc[s])))
+    if how == "value":
+        doc[sec][k] = draw(_invalid(sec, k, FIELDS[(sec, k)]))
+        return doc, f"{sec}.{k}"
+    if how == "unknown key":
+        doc[sec]["bogus"] = 1
+        return doc, f"unknown key {sec}.bogus"
+    if how == "unknown section":
+        doc["extra"] = {"x": 1}
+        return doc, "unknown section [extra]"
+    doc[sec] = draw(st.one_of(st.integers(), _text))
+    return doc, f"{sec} = "
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(documents())
+def test_validator_returns_the_config_it_was_given_or_one_line_naming_the_key(case):
+    doc, wrong = case
+    event("valid" if wrong is None else "one thing wrong")
+    if wrong is None:
+        cfg = config.validate(doc, "random.toml", stem="random")  # no GanError: every value is valid
+        for sec, table in doc.items():
+            for k, v in table.items():
+                f = FIELDS[(sec, k)]
+                got = getattr(getattr(cfg, sec), f.name)
+                assert got == (float(v) if f.type in ("float", float) else v) and type(got) is type(
+                    float(v) if f.type in ("float", float) else v), (sec, k, v, got)
+        return
+    with pytest.raises(GanError) as e:
+        config.validate(doc, "random.toml", stem="random")
+    msg = str(e.value)
+    assert msg.startswith("random.toml: ") and "\n" not in msg and wrong in msg, (wrong, msg)
+
+
+def test_generated_documents_include_large_valid_ones():
+    """The positive branch is reached with many keys at once, not only with near-empty documents."""
+    from hypothesis import find
+
+    find(documents(), lambda c: c[1] is None and len([k for t in c[0].values() for k in t]) >= 10)

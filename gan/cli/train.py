@@ -27,8 +27,11 @@ def _finish(result) -> None:
 
 
 def _run(make_trainer) -> None:
-    """Build the trainer and run it with Ctrl-C/SIGTERM handled (see gan/stop.py)."""
+    """Build the trainer and run it with Ctrl-C/SIGTERM handled (see gan/stop.py). A full disk ends the run as
+    `failed` (exit 1) with one line; its last checkpoint stays as it was."""
     from gan import dist
+    from gan.engine import EXIT
+    from gan.fileio import DiskFull
     from gan.stop import Interrupted, Stop
 
     ddp = dist.env_world() > 1
@@ -40,6 +43,9 @@ def _run(make_trainer) -> None:
             console.print("interrupted before training started")
             raise typer.Exit(stop.exit_code) from None
         _finish(trainer.run())
+    except DiskFull as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT["failed"]) from None
     finally:
         stop.uninstall()
 
@@ -63,15 +69,10 @@ def train(
     """Train an experiment; logs go to logs/<experiment>/<run-id>/."""
     from gan import config, dist, tracking
 
-    if resume is not None:
-        if name is not None or logs != Path("logs"):
-            raise GanError("--resume continues the run in its own folder: --name and --logs do not apply")
-        run_cfg = config.load(str(Path(resume) / "config.toml")) if (Path(resume) / "config.toml").is_file() else None
-        if run_cfg is not None and exp not in (run_cfg.experiment.name, str(config.resolve_path(exp))
-                                               if Path(exp).suffix == ".toml" else exp) \
-                and config.resolve_path(exp).stem != run_cfg.experiment.name:
-            raise GanError(f"--resume {resume}: it is a run of experiment '{run_cfg.experiment.name}', not '{exp}' "
-                           f"(use `gan resume {resume}`)")
+    if resume is not None:  # exactly `gan resume RUN` with these flags, or refused: nothing is dropped silently
+        if name is not None or logs != Path("logs") or run_dir is not None:
+            raise GanError("--resume continues the run in its own folder: --name, --logs and --run-dir do not apply")
+        _same_experiment(exp, resume, set_)
         return resume_cmd(resume, set_, device, nproc)
     if name is not None:
         tracking.check_name(name, "--name")
@@ -88,6 +89,24 @@ def train(
     from gan.engine import Trainer
 
     _run(lambda stop: Trainer(cfg, device=device, name=name, logs=logs, stop=stop, run_dir=run_dir))
+
+
+def _same_experiment(exp: str, run: Path, set_: list[str]) -> None:
+    """`gan train EXP --resume RUN` continues RUN with the run's own config: EXP (with the same --set) must be
+    that config, else its differences would be dropped; the first one is named."""
+    from gan import config
+
+    if not (run / "config.toml").is_file():
+        return  # resume_cmd says what is wrong with the folder
+    config.check_resume_overrides(set_)
+    ran, asked = config.load(str(run / "config.toml"), set_).to_dict(), config.load(exp, set_).to_dict()
+    for sec, vals in asked.items():
+        for k, v in vals.items():
+            if ran[sec][k] != v:
+                hint = (f"`gan resume {run} --set {sec}.{k}={config._toml_value(v)}`"
+                        if not config.resume_locked(sec, k) else "a new run (`gan train`)")
+                raise GanError(f"--resume {run}: {exp} has {sec}.{k} = {config._toml_value(v)}, the run "
+                               f"{config._toml_value(ran[sec][k])}; use {hint}")
 
 
 @app.command("resume")
@@ -115,15 +134,26 @@ def resume_cmd(run_dir: Path = typer.Argument(..., help="a run folder under logs
 
     def make(stop):
         tr = Trainer(cfg, device=device, resume=run_dir, stop=stop)
-        if tr.step >= tr.steps or tr._out_of_time():
-            done = (f"{tr.step}/{tr.steps} steps" if tr.step >= tr.steps
-                    else f"{tr.train_seconds / 60:.1f} of train.minutes = {cfg.train.minutes:g}")
-            raise GanError(f"'{run_dir}' is already complete ({done}); extend it with --set train.steps=N "
-                           "or --set train.minutes=M")
+        if (tr.step >= tr.steps or tr._out_of_time()) and _status(run_dir) == "completed":
+            if tr.step >= tr.steps:
+                raise GanError(f"'{run_dir}' is already complete ({tr.step}/{tr.steps} steps); extend it with "
+                               f"--set train.steps=N (N > {tr.step}; train.minutes alone does not lengthen it)")
+            raise GanError(f"'{run_dir}' is already complete ({tr.train_seconds / 60:.2f} of train.minutes = "
+                           f"{cfg.train.minutes:g}); extend it with --set train.minutes=M")
         console.print(f"resuming {run_dir} at step {tr.step}/{tr.steps}" + (f" with {', '.join(set_)}" if set_ else ""))
         return tr
 
     _run(make)
+
+
+def _status(run_dir: Path) -> str | None:
+    from gan import fileio
+
+    try:
+        info = fileio.read_json(run_dir / "run.json", default={})
+    except GanError:
+        return None  # damaged: the run moves it aside when it starts
+    return info.get("status") if isinstance(info, dict) else None
 
 
 @app.command("list")

@@ -3,7 +3,9 @@ by every chosen extractor (see extractors.py), through torch-fidelity's own metr
 
 Built in one place (`build`) for the engine, `gan eval` and the benchmarks. Reference features are cached on disk,
 keyed by the reference images' content hash, the extractor's weights sha256 and the count (torch-fidelity's own
-cache is keyed by a name only); a damaged cache file is recomputed and said, never trusted.
+cache is keyed by a name only), with a checksum of its contents; a damaged cache file is recomputed and said, never
+trusted. Two processes computing one cache at once each write a temp file and put it in with one rename: one good
+file is left.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from gan import fileio
+from gan import fileio, stop
 from gan.data import content_hash, to_uint8
 from gan.metrics import extractors, protocol, scores
 
@@ -67,18 +69,22 @@ class Evaluator:
         path = cache_dir() / "refstats" / f"{key}.pt"
         if path.is_file():
             try:
-                blob = torch.load(path, weights_only=True)
+                blob = fileio.load_torch(path)
+                if not (isinstance(blob, dict) and isinstance(blob.get("features"), dict) and "mu" in blob):
+                    raise fileio.Corrupt("not a reference cache")
                 if set(e.layers) <= set(blob["features"]) and len(blob["mu"]):
                     self.log(f"reference statistics for {e.name}: cached {path}")
                     return blob
                 self.log(f"reference cache {path} lacks some features: recomputing")
             except Exception as err:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
-                self.log(f"reference cache {path} is unreadable ({type(err).__name__}): recomputing")
+                why = str(err) if isinstance(err, fileio.Corrupt) else type(err).__name__
+                self.log(f"reference cache {path} is damaged ({why}): recomputing")
+        stop.at("refstats")
         t0 = time.perf_counter()
         feats = e.features(self.ref_images, self.cfg.batch_size)
         blob = {"features": feats, **scores.fid_statistics(e, feats)}
         try:
-            fileio.save_torch(path, blob)  # atomic: two processes computing it at once leave one good file
+            fileio.save_torch(path, blob, checksum=True)  # atomic: two writers at once leave one good file
             where = f"cached {path}"
         except fileio.GanError as err:  # a cache that cannot be written is not a reason to stop the run
             where = f"not cached ({err})"
@@ -116,7 +122,9 @@ class Evaluator:
         return out
 
     def __call__(self, G: torch.nn.Module, n: int | None = None) -> Evaluation:
-        return self.score_images(*self.generate(G, n or self.cfg.num_samples))
+        fake, classes = self.generate(G, n or self.cfg.num_samples)
+        stop.at("eval")
+        return self.score_images(fake, classes)
 
 
 def build(mcfg, ref_images: torch.Tensor, device: torch.device, z_dim: int, log=print,

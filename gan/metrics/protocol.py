@@ -116,3 +116,29 @@ def differences(protocols: dict[str, list[dict]], t: str) -> list[str]:
             shown = ", ".join(f"{r}: {str(v)[:12]}" for r, v in vals.items())
             out.append(f"{what} differ ({shown})")
     return out
+
+
+def changes(before: list[dict] | None, after: list[dict]) -> list[dict]:
+    """What differs between the protocol a run recorded and the one it resumes with, per extractor: the reference
+    images (the data files changed), the weights, the counts, or an extractor no longer there."""
+    now = {p.get("extractor"): p for p in after}
+    out = []
+    for old in before or []:
+        if not isinstance(old, dict):
+            continue
+        name, new = old.get("extractor"), now.get(old.get("extractor"))
+        if new is None:
+            out.append({"extractor": name, "what": "extractor", "was": old.get("weights_sha256"), "now": None})
+            continue
+        out += [{"extractor": name, "what": what, "was": old[k], "now": new.get(k)}
+                for k, what in KEYS.items() if old.get(k) is not None and old[k] != new.get(k)]
+    return out
+
+
+def change_line(ch: dict, step: int) -> str:
+    """One line for a protocol change of a resumed run (see `changes`)."""
+    if ch["now"] is None:
+        return f"metrics: extractor {ch['extractor']} is not available now: its curves stop at step {step}"
+    return (f"metrics: the {ch['what']} of {ch['extractor']} differ from the ones this run recorded "
+            f"({str(ch['was'])[:12]} then, {str(ch['now'])[:12]} now): its points after step {step} follow a "
+            "different protocol, not comparable with the earlier ones")
