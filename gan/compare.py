@@ -47,6 +47,9 @@ def pick_tag(metric: str, extractor: str, runs: list[Path], scalars: list[dict])
             return best
     names = list(EXTRACTOR_SUFFIX) if extractor == "auto" else [extractor]
     cands = [protocol.tag(metric, EXTRACTOR_SUFFIX[n]) for n in names]
+    tag = next((t for t in cands if all(t in sc for sc in scalars)), None)
+    if tag is not None:
+        return tag
     tag = next((t for t in cands if any(t in sc for sc in scalars)), cands[0])
     lacking = next(r for r, sc in zip(runs, scalars) if tag not in sc)
     has = sorted(t for t in scalars[runs.index(lacking)] if t.startswith("metrics/"))

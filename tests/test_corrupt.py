@@ -253,7 +253,7 @@ def test_two_trains_of_one_experiment_started_together_both_finish_in_two_folder
 
 
 def test_runs_compare_and_tensorboard_read_a_run_while_it_is_written(tmp_path, tiny_npz):
-    from gan import runs as gruns
+    from gan import compare as gcompare, runs as gruns
 
     exp = tiny_toml(tmp_path / "t.toml", tiny_npz,
                     train={"steps": 40, "log_every": 1, "checkpoint_every": 2, "image_every": 4},
@@ -271,9 +271,9 @@ def test_runs_compare_and_tensorboard_read_a_run_while_it_is_written(tmp_path, t
             table, rows = gruns.runs_table(logs)
             reads["runs"] += bool(rows)
             if "last_eval" in json.loads((run / "run.json").read_text()):
-                c = gruns.compare([run], "fid", "c10")
-                gruns.plot(c, tmp_path / "cmp.png")
-                gruns.write_csv(c, tmp_path / "cmp.csv")
+                c = gcompare.compare([run], "fid", "c10")
+                gcompare.plot(c, tmp_path / "cmp.png")
+                gcompare.write_csv(c, tmp_path / "cmp.csv")
                 reads["compare"] += 1
             reads["events"] += bool(events(run).Tags()["scalars"])
             time.sleep(0.1)
