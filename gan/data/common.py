@@ -1,0 +1,19 @@
+"""What the data modules share: CIFAR-10's class names, a short form of an exception, the console line."""
+from __future__ import annotations
+
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def why(e: BaseException) -> str:
+    """An exception as a short single line for a GanError."""
+    name = type(e).__name__
+    name = f"{type(e).__module__}.error" if name == "error" else name  # struct.error, zlib.error
+    text = str(e).strip().splitlines()
+    return f"{name}: {text[0][:160]}" if text else name
+
+
+def console_print(msg: str) -> None:
+    from gan.tracking import console
+
+    console.print(msg, markup=False)
