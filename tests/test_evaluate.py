@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gan import config, evaluate
+from gan import config, evaluate, fileio
+from gan.errors import GanError
 from gan.engine import Trainer
 from tests.conftest import copy_run, edit_run_json, events, tiny_toml
 from tests.test_runs import cli, one_line_error
@@ -142,6 +143,7 @@ def test_run_folders_written_before_still_evaluate_and_sample(two_runs, tmp_path
     for p in (run / "checkpoints").glob("*.pt*"):
         state = torch.load(p, weights_only=True)
         state.pop("num_classes")
+        state.pop(fileio.CHECKSUM)  # older versions wrote no checksum either
         torch.save(state, p)
     assert cli("sample", run, "--n", "4", "--out", tmp_path / "old.png", "--device", "cpu").exit_code == 0
     r = cli("eval", run, "--samples", "4", "--metrics", "fid", "--device", "cpu")
@@ -166,11 +168,10 @@ def test_eval_and_sample_errors(two_runs, tmp_path):
 
 def test_exclusive_write_never_replaces_a_file(tmp_path):
     """What `gan sample` relies on when a file appears between its check and its write."""
-    from gan import fileio
 
     p = tmp_path / "taken.png"
     p.write_bytes(b"theirs")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(GanError, match="already exists: not overwriting it"):
         fileio.write_atomic(p, b"mine", exclusive=True)
     assert p.read_bytes() == b"theirs" and sorted(x.name for x in tmp_path.iterdir()) == ["taken.png"]
     fileio.write_atomic(tmp_path / "new.png", b"mine", exclusive=True)
