@@ -6,6 +6,7 @@ exactly the single-process one. NCCL on GPUs (cuda:LOCAL_RANK per process), gloo
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import signal
@@ -134,6 +135,27 @@ class Dist:
         """The main rank's extra work (grids, metrics) must not move the RNG the ranks share: fork it."""
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         return torch.random.fork_rng(devices=cuda)
+
+    def facts(self, sync_batchnorm: bool) -> dict:
+        return {"world_size": self.world, "backend": self.backend, "sync_batchnorm": sync_batchnorm}
+
+    def describe(self, batch_size: int, sync_batchnorm: bool) -> str:
+        """Where the run trains, in words: the device, or the processes and their share of each batch."""
+        if not self.ddp:
+            return str(self.device)
+        return (f"{self.world} processes ({self.backend}, {self.device.type}, {batch_size // self.world} images "
+                f"each, {'sync' if sync_batchnorm else 'per-rank'} BatchNorm)")
+
+    def shield(self) -> None:
+        """A failing rank writes its status: torchrun's SIGTERM to the survivors must not cut that write short."""
+        if self.ddp:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def peer_failed(self, e: BaseException) -> bool:
+        """Whether `e` is a collective that failed because another process of the job stopped."""
+        return self.ddp and (isinstance(e, dist.DistError) or isinstance(e, RuntimeError) and
+                             any(w in str(e).lower() for w in ("gloo", "nccl", "connection")))
 
     def finish(self) -> None:
         """Every rank stopped on the same step: leave together."""

@@ -1,10 +1,8 @@
 """The one training loop for every model. Data lives on the device; losses stay there between log steps; one
-process or many (torchrun) run the same code through `Dist`; the main process alone writes (tracking.writers)."""
+process or many (torchrun) run the same code through `Dist`; the main process alone writes (tracking.Recorder)."""
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +13,10 @@ from gan import checkpoint, config as config_mod, device as gdevice, fileio, gri
     tracking
 from gan.augment import DiffAugment
 from gan.config import Config
-from gan.data import load_dataset, to_tensor, to_uint8
+from gan.data import to_uint8, training_set
 from gan.dist import Dist
 from gan.errors import GanError
 from gan.metrics import evaluator as gmetrics, protocol
-from gan.models import count_params
 from gan.sampler import Sampler
 from gan.stop import Interrupted, Stop
 from gan.tracking import console, now
@@ -59,17 +56,20 @@ class Trainer:
         self.stop = stop or Stop(log=self.log)
         checkpoint.seed_everything(c.experiment.seed)
         with self.stop.droppable():  # data first: a missing dataset or impossible batch fails before any folder
-            self._load_data()
+            stop.at("data")
+            self.data = training_set(c, self.device, self.dist.world, self.log)
+        self.images, self.num_classes = self.data.images, self.data.num_classes
+        self.steps = total_steps(c, len(self.images))
         gdevice.configure(self.device, c.train.tf32)
         self.nets = gnets.make(c, self.dist, self.num_classes)
         self.opt_G, self.opt_D = gnets.optimizers(c, self.nets, self.device)
         self.sampler = Sampler(self.images, c.optim.batch_size, c.data.hflip, c.experiment.seed, self.dist.rank,
-                               self.dist.world, self.labels)
+                               self.dist.world, self.data.labels)
         self.augment = DiffAugment(c.train.diffaug)
         self.reuse_fake = c.train.reuse_fake and c.optim.n_dis == 1 and not (c.loss.gp_weight or c.loss.r1_weight)
         g = torch.Generator().manual_seed(c.experiment.seed + 1)  # on the CPU: same grid latents everywhere
         self.fixed_z = torch.randn(grids.GRID, c.model.z_dim, generator=g).to(self.device)
-        self.fixed_y = self._classes(torch.arange(grids.GRID, device=self.device))
+        self.fixed_y = torch.arange(grids.GRID, device=self.device) % self.num_classes if self.num_classes else None
         self.step, self.train_seconds, self.saved_step = 0, 0.0, 0
         self.history, self.best, self.loss_log = [], None, []  # [(step, {tag: value})], {step, tag, value}, losses
         self.evaluator, self.metric_notes, self.primary = None, [], protocol.Primary(None, "metrics off")
@@ -87,38 +87,14 @@ class Trainer:
                 c.train.precision, self.device, self.nets.G, self.nets.D, c.model.z_dim, c.optim.batch_size //
                 self.dist.world, c.data.image_size, self.log, self.num_classes) if self.dist.is_main else None)
 
-    def _load_data(self) -> None:
-        c = self.cfg
-        stop.at("data")
-        data = load_dataset(c.data, self.log)
-        self.data_source = data.source
-        if c.optim.batch_size > len(data.images):
-            raise GanError(f"optim.batch_size = {c.optim.batch_size}: larger than the dataset "
-                           f"({len(data.images)} images from {data.source})")
-        if c.optim.batch_size % self.dist.world:
-            raise GanError(f"optim.batch_size = {c.optim.batch_size}: not divisible by the {self.dist.world} "
-                           f"processes (optim.batch_size is the global batch; each rank takes an equal share)")
-        if c.model.conditional and data.labels is None:
-            raise GanError(f"model.conditional = true: the dataset has no class labels ({data.source})")
-        self.class_names = data.classes if c.model.conditional else None
-        self.num_classes = len(self.class_names) if self.class_names else 0
-        self.images = to_tensor(data.images, c.data.image_size, self.device)
-        self.ref_images = self.images if data.reference is None else to_tensor(data.metric_images,
-                                                                                c.data.image_size, self.device)
-        self.labels = torch.from_numpy(data.labels).to(self.device) if self.num_classes else None
-        self.steps = total_steps(c, len(self.images))
-
-    def _classes(self, i: torch.Tensor) -> torch.Tensor | None:
-        return i % self.num_classes if self.num_classes else None
-
     # ---- state -----------------------------------------------------------------------------------
     def state(self) -> dict:
         return {"step": self.step, **self.nets.state_dict(), "opt_G": self.opt_G.state_dict(),
-                "opt_D": self.opt_D.state_dict(),
-                "sampler": self.sampler.state_dict(), "rng": checkpoint.rng_state(self.device),
+                "opt_D": self.opt_D.state_dict(), "sampler": self.sampler.state_dict(),
+                "rng": checkpoint.rng_state(self.device),
                 "history": [[s, m] for s, m in self.history], "best": self.best, "losses": self.loss_log,
                 "train_seconds": self.train_seconds, "precision": self.precision, "num_classes": self.num_classes,
-                "class_names": self.class_names, "eval_pending": self.eval_pending, "config": self.cfg.to_dict(),
+                "class_names": self.data.class_names, "eval_pending": self.eval_pending, "config": self.cfg.to_dict(),
                 "arch": self.cfg.model.arch}
 
     def _load_state(self, s: dict) -> None:
@@ -207,13 +183,9 @@ class Trainer:
             status = "diverged"
             self.log(f"[red]diverged {e}; the last good checkpoint (step {self.saved_step}) is kept[/]")
         except BaseException as e:  # under DDP also a peer that died: the collective fails, this rank exits non-zero
-            if self.dist.ddp:  # torchrun's SIGTERM to the survivors must not cut this status write short
-                with contextlib.suppress(ValueError):
-                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            peer = self.dist.ddp and (isinstance(e, torch.distributed.DistError) or isinstance(e, RuntimeError) and
-                                      any(w in str(e).lower() for w in ("gloo", "nccl", "connection")))
-            self.rec.failed(f"another process of the job stopped ({str(e).splitlines()[0][:200]})" if peer else e,
-                            self.step)
+            self.dist.shield()
+            self.rec.failed(f"another process of the job stopped ({str(e).splitlines()[0][:200]})"
+                            if self.dist.peer_failed(e) else e, self.step)
             raise
         return self._end(status)
 
@@ -222,43 +194,24 @@ class Trainer:
         facts = {"steps_planned": self.steps, "precision": self.precision}
         if first:
             facts |= {"experiment": c.experiment.name, "seed": c.experiment.seed, "device": str(self.device),
-                      "data": self.data_source}
-            if d.ddp:
-                facts["distributed"] = {"world_size": d.world, "backend": d.backend,
-                                        "sync_batchnorm": c.model.sync_batchnorm}
+                      "data": self.data.source} | ({"distributed": d.facts(c.model.sync_batchnorm)} if d.ddp else {})
         self.rec.started(first, config_mod.to_toml(c), facts, self.step, d.world if d.ddp else None)
         if d.is_main:  # building extractors draws from the RNG (layer init): forked, so resume is exact
             with d.main_only(), self.stop.droppable():
-                self.evaluator, self.metric_notes = gmetrics.build(c.metrics, self.ref_images, self.device,
+                self.evaluator, self.metric_notes = gmetrics.build(c.metrics, self.data.reference, self.device,
                                                                    c.model.z_dim, self.log, self.num_classes)
         self.eval_active = d.broadcast(self.evaluator is not None)
         proto = self.evaluator.protocol() if self.evaluator else []
         self.primary = protocol.primary([t for p in proto for t in p["tags"]])
-        for note in self.metric_notes + ([f"primary metric {self.primary.tag}: {self.primary.why}"]
-                                         if self.primary.tag else []):
-            self.log(f"metrics: {note}")
-        if not first and d.is_main:  # other reference images or weights than the run recorded: said, kept
-            changes = protocol.changes(self.rec.info.data.get("metrics_protocol"), proto)
-            for ch in changes:
-                self.log(f"[yellow]warning: {protocol.change_line(ch, self.step)}[/]")
-            if changes:
-                self.rec.info.update(protocol_changes=self.rec.info.data.get("protocol_changes", []) +
-                                     [{"step": self.step, "at": now(), **ch} for ch in changes])
-        self.rec.info.update(metrics_protocol=proto, metrics_notes=self.metric_notes,
-                             primary_metric={"tag": self.primary.tag, "why": self.primary.why})
+        self.rec.protocol(first, proto, self.metric_notes, self.primary, self.step)
         if first and d.is_main:
             real = self.images[:grids.GRID]
             with d.main_only():
                 seen = grids.grid(to_uint8(self.augment(real.float() / 127.5 - 1))) if self.augment else None
             self.rec.first_pictures(config_mod.to_toml(c), proto, self.metric_notes, self.primary, grids.grid(real),
                                     seen)
-        where = (f"{d.world} processes ({d.backend}, {self.device.type}, {c.optim.batch_size // d.world} images each, "
-                 f"{'sync' if c.model.sync_batchnorm else 'per-rank'} BatchNorm)") if d.ddp else str(self.device)
-        self.log(f"run [bold]{self.run_dir}[/]: {c.model.arch}{' conditional' if self.num_classes else ''} G "
-                 f"{count_params(self.nets.G) / 1e6:.2f}M D {count_params(self.nets.D) / 1e6:.2f}M, {c.loss.name} "
-                 f"loss, {self.steps} steps on {where}, {self.precision}"
-                 + (f", DiffAugment {c.train.diffaug}" if self.augment else "")
-                 + (f", at most {c.train.minutes:g} min" if c.train.minutes else "") + f", data {self.data_source}")
+        self.log(tracking.banner(self.run_dir, c, self.nets, d.describe(c.optim.batch_size, c.model.sync_batchnorm),
+                                 self.steps, self.precision, self.data))
 
     def _loop(self) -> str:
         c, t = self.cfg, self.cfg.train
@@ -272,8 +225,10 @@ class Trainer:
                 self.n_acc += 1
                 self.step += 1
                 self._clock()
-                if self.step == first_step + 1:
-                    self._say_if_long(self.train_seconds - secs0)
+                if self.step == first_step + 1 and self.device.type == "cpu":  # sized for a GPU? say so at once
+                    note = tracking.long_run_note(self.steps - self.step, self.train_seconds - secs0, t.minutes)
+                    if note:
+                        self.log(note)
                 if self.step % agree_every == 0 or self.step >= self.steps:
                     stopping, time_up = self.dist.any_of(bool(self.stop.signum), self._out_of_time())
                 final = self.step >= self.steps or time_up
@@ -301,21 +256,8 @@ class Trainer:
         self.train_seconds += t - self.t_mark
         self.t_mark = t
 
-    def _say_if_long(self, first_step_seconds: float) -> None:
-        """A run planned for many hours on a CPU is sized for a GPU: say so at once, and what to run instead."""
-        hours = (self.steps - self.step) * first_step_seconds / 3600
-        if self.cfg.train.minutes:
-            hours = min(hours, self.cfg.train.minutes / 60)
-        if self.device.type == "cpu" and hours > 12:
-            self.log(f"[yellow]this run is planned for about {hours / 24:.1f} days on this CPU ({self.steps} steps, "
-                     f"{first_step_seconds:.1f} s for the first): it is sized for a GPU. On a CPU, `make train "
-                     "EXP=quick` gives the best samples in 10 minutes.[/]")
-
     def _out_of_time(self) -> bool:
         return bool(self.cfg.train.minutes) and self.train_seconds >= 60 * self.cfg.train.minutes
-
-    def _images_seen(self) -> int:
-        return self.step * self.cfg.optim.batch_size * self.cfg.optim.n_dis
 
     def _log_scalars(self) -> None:
         c, step = self.cfg, self.step
@@ -345,7 +287,7 @@ class Trainer:
             if self.num_classes:  # one row per class, the same latents in every row
                 z = self.fixed_z[:grids.PER_CLASS].repeat(self.num_classes, 1)
                 y = torch.arange(self.num_classes, device=self.device).repeat_interleave(grids.PER_CLASS)
-                rows = grids.labelled_rows(grids.samples(G, z, y), self.class_names)
+                rows = grids.labelled_rows(grids.samples(G, z, y), self.data.class_names)
                 self.rec.image("images/fake_per_class", rows, self.step, f"fake_per_class_{self.step:07d}.png")
 
     def _evaluate(self) -> bool:
@@ -359,11 +301,12 @@ class Trainer:
             with self.dist.main_only(), self.stop.droppable():
                 ev = self.evaluator(self.nets.G_sample)
             self.evaluating = self.eval_pending = False
-            secs = time.perf_counter() - t0
+            secs, o = time.perf_counter() - t0, self.cfg.optim
             self.t_mark += secs  # evaluation time is not training time
             values = self.rec.evaluation(self.step, ev, {"time/eval_seconds": secs,
                                                          "progress/train_seconds": self.train_seconds,
-                                                         "progress/images_seen": float(self._images_seen())})
+                                                         "progress/images_seen": float(self.step * o.batch_size *
+                                                                                       o.n_dis)})
             self.history.append((self.step, values))
             p = self.primary.tag
             if p in values and math.isfinite(values[p]) and \

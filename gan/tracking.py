@@ -221,6 +221,21 @@ class Recorder:
         if not isinstance(self.info, Null):  # the config as it runs now (a resume may have changed its length)
             fileio.write_atomic(self.run_dir / "config.toml", cfg_toml)
 
+    def protocol(self, first: bool, proto: list[dict], notes: list[str], primary, step: int) -> None:
+        """What the run's metric numbers mean: said once, kept in run.json; on resume, any change from what the
+        run recorded (other reference images or weights) is said and kept in `protocol_changes`."""
+        for note in notes + ([f"primary metric {primary.tag}: {primary.why}"] if primary.tag else []):
+            self.log(f"metrics: {note}")
+        if not first and not isinstance(self.info, Null):
+            changes = protocol.changes(self.info.data.get("metrics_protocol"), proto)
+            for ch in changes:
+                self.log(f"[yellow]warning: {protocol.change_line(ch, step)}[/]")
+            if changes:
+                self.info.update(protocol_changes=self.info.data.get("protocol_changes", []) +
+                                 [{"step": step, "at": now(), **ch} for ch in changes])
+        self.info.update(metrics_protocol=proto, metrics_notes=notes,
+                         primary_metric={"tag": primary.tag, "why": primary.why})
+
     def first_pictures(self, cfg_toml: str, proto: list[dict], notes: list[str], primary, real, augmented) -> None:
         """Once per run: the Custom Scalars layout, config and protocol text, the real grid and what D sees."""
         self.tb.layout([p["suffix"] for p in proto])
@@ -274,6 +289,27 @@ class Recorder:
             self.tb.hparams(flat_config, hparam_metrics(history, suffixes), fields.get("step", 0))
         self.tb.close()
         self.info.update(status=status, ended=now(), **fields)
+
+
+def banner(run_dir: Path, c, nets, where: str, steps: int, precision: str, data) -> str:
+    """The line that opens a run: what trains, how long, on what, from which data."""
+    from gan.models import count_params
+
+    return (f"run [bold]{run_dir}[/]: {c.model.arch}{' conditional' if data.num_classes else ''} G "
+            f"{count_params(nets.G) / 1e6:.2f}M D {count_params(nets.D) / 1e6:.2f}M, {c.loss.name} loss, {steps} "
+            f"steps on {where}, {precision}" + (f", DiffAugment {c.train.diffaug}" if c.train.diffaug else "")
+            + (f", at most {c.train.minutes:g} min" if c.train.minutes else "") + f", data {data.source}")
+
+
+def long_run_note(steps_left: int, first_step_seconds: float, minutes: float) -> str | None:
+    """On a CPU, a run planned for many hours is sized for a GPU: what to say, and what to run instead."""
+    hours = steps_left * first_step_seconds / 3600
+    hours = min(hours, minutes / 60) if minutes else hours
+    if hours <= 12:
+        return None
+    return (f"[yellow]this run is planned for about {hours / 24:.1f} days on this CPU ({first_step_seconds:.1f} s "
+            "for its first step): it is sized for a GPU. On a CPU, `make train EXP=quick` gives the best samples in "
+            "10 minutes.[/]")
 
 
 @contextlib.contextmanager

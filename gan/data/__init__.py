@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gan.errors import GanError
 from gan.data.cifar import load_cifar10, read_cifar10_batches  # noqa: F401 - the package face
 from gan.data.common import CIFAR10_CLASSES
 from gan.data.folder import IMAGE_EXTS, load_folder  # noqa: F401
@@ -89,6 +90,38 @@ def load_dataset(data_cfg, log=None) -> Dataset:
     keep, said = subset(len(x), y, data_cfg.limit, data_cfg.fraction)
     ref = x[:data_cfg.limit or len(x)] if data_cfg.fraction < 1.0 else None
     return Dataset(x[keep], None if y is None else y[keep], classes, f"{src} ({said})", ref)
+
+
+@dataclass
+class TrainingSet:
+    """The data a run trains on, on its device: uint8 NCHW images (and labels when conditional)."""
+    images: torch.Tensor
+    labels: torch.Tensor | None  # int64, only for a conditional run
+    class_names: list[str] | None  # only for a conditional run
+    reference: torch.Tensor  # what the run's metrics compare against
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.class_names else 0
+
+
+def training_set(cfg, device: torch.device, world: int = 1, log=None) -> TrainingSet:
+    """`cfg`'s dataset on `device`, checked against what the run asks of it (batch size, labels)."""
+    data, b = load_dataset(cfg.data, log), cfg.optim.batch_size
+    if b > len(data.images):
+        raise GanError(f"optim.batch_size = {b}: larger than the dataset ({len(data.images)} images from "
+                       f"{data.source})")
+    if b % world:
+        raise GanError(f"optim.batch_size = {b}: not divisible by the {world} processes (optim.batch_size is the "
+                       "global batch; each rank takes an equal share)")
+    if cfg.model.conditional and data.labels is None:
+        raise GanError(f"model.conditional = true: the dataset has no class labels ({data.source})")
+    images = to_tensor(data.images, cfg.data.image_size, device)
+    ref = images if data.reference is None else to_tensor(data.metric_images, cfg.data.image_size, device)
+    cond = cfg.model.conditional
+    return TrainingSet(images, torch.from_numpy(data.labels).to(device) if cond else None,
+                       data.classes if cond else None, ref, data.source)
 
 
 def load_images(data_cfg, log=None) -> tuple[np.ndarray, str]:
