@@ -9,8 +9,7 @@ from pathlib import Path
 
 import torch
 
-from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, losses, nets as gnets, stop, \
-    tracking
+from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, losses, nets as gnets, tracking
 from gan.augment import DiffAugment
 from gan.config import Config
 from gan.data import to_uint8, training_set
@@ -18,7 +17,7 @@ from gan.dist import Dist
 from gan.errors import GanError
 from gan.metrics import evaluator as gmetrics, protocol
 from gan.sampler import Sampler
-from gan.stop import Interrupted, Stop
+from gan.stop import Interrupted, Stop, at as moment  # moment(): a test hook, nothing otherwise
 from gan.tracking import console, now
 
 
@@ -56,7 +55,7 @@ class Trainer:
         self.stop = stop or Stop(log=self.log)
         checkpoint.seed_everything(c.experiment.seed)
         with self.stop.droppable():  # data first: a missing dataset or impossible batch fails before any folder
-            stop.at("data")
+            moment("data")
             self.data = training_set(c, self.device, self.dist.world, self.log)
         self.images, self.num_classes = self.data.images, self.data.num_classes
         self.steps = total_steps(c, len(self.images))
@@ -144,7 +143,7 @@ class Trainer:
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
-        stop.at("step")
+        moment("step")
         n.D.requires_grad_(False)  # G's update needs D's input gradients, not its weight gradients
         with amp:
             if not self.reuse_fake:
