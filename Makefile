@@ -5,7 +5,7 @@ EXP ?= baseline
 SHARED := $(abspath ../shared/data/cifar10)
 export GAN_DATA_ROOT ?= $(if $(wildcard $(SHARED)/train-*.npz),$(SHARED),data)
 
-.PHONY: install train test bench bench-quality tensorboard screenshot
+.PHONY: install train test bench bench-quality tensorboard screenshot sweep-timing sweep-evidence
 
 install:
 	python3 -m venv .venv
@@ -32,3 +32,11 @@ screenshot:
 # dcgan vs sngan for the same number of steps, FID/KID side by side (a script, not a test).
 bench-quality:
 	$(PY) -m gan.bench_quality $(ARGS)
+
+# gan sweep's long checks (scripts, not tests): --jobs 2 vs the same 4 runs one after another (ratio ≤ 1.1 wanted;
+# measure on a quiet machine), and a real sweep of smoke at 1,000 steps over optim.g_lr × loss.name, 3 seeds.
+sweep-timing:
+	$(PY) -m gan.sweep.evidence timing $(ARGS)
+
+sweep-evidence:
+	$(PY) -m gan.sweep.evidence real $(ARGS)
