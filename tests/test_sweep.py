@@ -298,8 +298,9 @@ def test_a_job_gets_its_threads_and_gpu_in_its_environment(tmp_path):
     from gan.sweep.jobs import Scheduler, Slot
     from gan.sweep.manifest import Manifest
 
-    man = Manifest.create(tmp_path, base="tiny.toml", set=["train.steps=5"], runs=[{"setting": "a=1", "overrides": ["optim.g_lr=1e-4", "experiment.seed=0"],
-                                          "seed": 0, "folder": "a-s0", "status": "pending"}])
+    run = {"setting": "a=1", "overrides": ["optim.g_lr=1e-4", "experiment.seed=0"], "seed": 0, "folder": "a-s0",
+           "status": "pending"}
+    man = Manifest.create(tmp_path, base="tiny.toml", set=["train.steps=5"], runs=[run])
     s = Scheduler(man, launcher=None, slots=[Slot(0, 4, "1")], device="cuda")
     job = s.job(man.runs[0], "start", Slot(0, 4, "1"))
     assert job.env == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "1"}

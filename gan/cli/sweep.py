@@ -79,7 +79,8 @@ def sweep_cmd(
     set_: List[str] = typer.Option([], "--set", help="KEY=VALUE for every run of the sweep (repeatable)"),
     seeds: int = typer.Option(1, "--seeds", min=1, help="seeds 0..N-1 per setting"),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="runs at once (CPU: cores are split, torch "
-                                       "threads = cores // J; default one per visible GPU, else 1; --resume keeps the sweep's)"),
+                                       "threads = cores // J; default one per visible GPU, else 1; --resume: the "
+                                       "sweep's own)"),
     name: Optional[str] = typer.Option(None, help="suffix of the sweep folder's name"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the runs and make nothing"),
     device: str = typer.Option("auto", help="auto, cpu or cuda (each run's --device)"),

@@ -17,7 +17,7 @@ from pathlib import Path
 from gan.runs import fmt_duration
 from gan.stop import Stop
 from gan.sweep import launchers
-from gan.sweep.manifest import Manifest, clear_for_start, needs, run_info
+from gan.sweep.manifest import FINAL, Manifest, clear_for_start, needs, run_info
 from gan.tracking import console
 
 
@@ -77,8 +77,13 @@ class Scheduler:
         self.man, self.launcher, self.device, self.search, self.log = man, launcher, device, search, log
         self.free = list(slots)
         self.active: dict[str, Active] = {}
-        self.queue = [e for e in man.runs if needs(man, e) != "done"]
         self.stop = Stop(log=log)
+        self.queue = []
+        for e in man.runs:
+            if needs(man, e) != "done":
+                self.queue.append(e)
+            elif e.get("status") not in FINAL:  # it ended while no sweep watched it (the sweep was killed)
+                self._record(e, run_info(man.run_dir(e)).get("status", "completed"), None)
 
     # ---- starting a run ------------------------------------------------------------------------------------
     def job(self, entry: dict, what: str, slot: Slot | None) -> launchers.Job:
@@ -103,7 +108,7 @@ class Scheduler:
             self.search.mark_pruned(self.man, entry)
             self._record(entry, "pruned", None)
             return None
-        if what == "done":
+        if what == "done":  # it ended since the queue was made
             self._record(entry, run_info(self.man.run_dir(entry)).get("status", "completed"), None)
             return None
         if what == "start":
@@ -151,7 +156,7 @@ class Scheduler:
         entry, d = a.entry, self.man.run_dir(a.entry)
         info = run_info(d)
         st = info.get("status")
-        if entry.get("status") == "pruning":
+        if entry.get("status") == "pruning" and st != "completed":  # (it may have ended before the SIGTERM came)
             self.search.mark_pruned(self.man, entry)
             status = "pruned"
         elif st in ("completed", "diverged", "failed", "interrupted"):
@@ -231,7 +236,7 @@ class Scheduler:
         finally:
             self.stop.uninstall()
         if self.stop.signum:
-            left = sum(r["status"] not in ("completed", "diverged", "pruned", "failed") for r in self.man.runs)
+            left = sum(r["status"] not in FINAL + ("failed",) for r in self.man.runs)
             self.log(f"[yellow]stopped: {left} runs to go; `gan sweep --resume {self.man.folder}` finishes them[/]")
             return self.stop.exit_code
         return 1 if any(r["status"] == "failed" for r in self.man.runs) else 0
@@ -253,7 +258,7 @@ class Scheduler:
         from rich.table import Table
 
         runs = self.man.runs
-        done = sum(r["status"] in ("completed", "diverged", "pruned", "failed") for r in runs)
+        done = sum(r["status"] in FINAL + ("failed",) for r in runs)
         t = Table("run", "status", "step", "img/s", "last FID", "ETA", box=None,
                   title=f"sweep {self.man.folder}: {done}/{self.search.total if self.search else len(runs)} done, "
                         f"{len(self.active)} running")

@@ -1,15 +1,15 @@
 """Which setting is better, and is the difference beyond seed noise?
 
-Settings are ranked by their completed runs' best primary FID (gan.metrics.protocol.primary: the one rule for which FID counts),
-read from each run's event files, mean ± std (ddof 1) over seeds, with the training time to reach it
-(progress/train_seconds at that step: evaluations excluded). Each setting gets Welch's t-test (two-sided, unequal
-variances) of its per-seed best FIDs against the top setting's; the verdict says whether the best setting beats
-the runner-up at p < 0.05. The best is picked from the same numbers it is tested on, so with many settings this is
-optimistic: re-run the top two with fresh seeds before believing a small p.
+Settings are ranked by their completed runs' best primary FID (gan.metrics.protocol.primary: the one rule for
+which FID counts), read from each run's event files, mean ± std (ddof 1) over seeds, with the training time to
+reach it (progress/train_seconds at that step: evaluations excluded). Each setting gets Welch's t-test
+(two-sided, unequal variances) of its per-seed best FIDs against the top setting's; the verdict says whether the
+best setting beats the runner-up at p < 0.05. The best is picked from the same numbers it is tested on, so with
+many settings this is optimistic: re-run the top two with fresh seeds before believing a small p.
 
 TensorBoard cannot average runs, so each setting also gets an aggregate run under <sweep>/mean/<setting>/: every
-scalar the seeds share as their mean, metrics also as min/<tag> and max/<tag>, and a Custom Scalars band (Margin
-chart) per metric.
+scalar its completed seeds share as their mean, metrics also as min/<tag> and max/<tag>, and a Custom Scalars
+band (Margin chart) per metric.
 """
 from __future__ import annotations
 
@@ -173,12 +173,12 @@ def write_csv(man: Manifest, rep: Report, path: Path) -> Path:
 
 # ---- TensorBoard ---------------------------------------------------------------------------------------------
 def aggregates(man: Manifest, rep: Report) -> list[Path]:
-    """<sweep>/mean/<setting>/: per setting, every scalar its seeds share (at the steps they share) as the mean,
-    metrics/* also as min/ and max/ tags, and a Custom Scalars band per metric. Rewritten whole each time (a new
-    folder swapped in), since it is derived from the runs' own events."""
+    """<sweep>/mean/<setting>/: per setting, every scalar its completed seeds share (at the steps they share) as
+    the mean, metrics/* also as min/ and max/ tags, and a Custom Scalars band per metric. Rewritten whole each
+    time (a new folder swapped in), since it is derived from the runs' own events."""
     out = []
     for row in rep.rows:
-        series = [rep.scalars[r.entry["folder"]] for r in row.runs if rep.scalars.get(r.entry["folder"])]
+        series = [rep.scalars[r.entry["folder"]] for r in row.done]  # the runs the ranking is over
         if not series:
             continue
         final = man.folder / "mean" / safe_name(row.setting)
@@ -200,7 +200,7 @@ def aggregates(man: Manifest, rep: Report) -> list[Path]:
                                                                                         f"max/{tag}"]]
         tb._safe(lambda: tb.writer.add_custom_scalars({f"sweep {man.folder.name}: bands over seeds": bands}))
         tb.text("sweep", f"mean over {len(series)} seeds of setting `{row.setting}` in sweep `{man.folder}`: "
-                         + ", ".join(r.entry["folder"] for r in row.runs if rep.scalars.get(r.entry["folder"])))
+                         + ", ".join(r.entry["folder"] for r in row.done))
         tb.close()
         old = final.with_name(f".old-{final.name}")
         if final.exists():

@@ -171,11 +171,14 @@ class Search:
             info = run_info(self.man.run_dir(e))
             ev, tag = info.get("last_eval") or {}, (info.get("primary_metric") or {}).get("tag")
             value = (ev.get("values") or {}).get(tag)
-            ft = self._trial(e)
-            if value is None or ev.get("step") in self.reported[folder] or not math.isfinite(value):
+            if value is None or not math.isfinite(value):
+                continue
+            if folder not in self.reported:
+                self._trial(e)  # what the study already has (a resumed trial reported before)
+            if ev.get("step") in self.reported[folder]:
                 continue
             step = int(ev["step"])
-            trial = self.optuna.trial.Trial(self.study, ft._trial_id)
+            trial = self.optuna.trial.Trial(self.study, self._trial(e)._trial_id)
             trial.report(float(value), step)
             self.reported[folder].add(step)
             if trial.should_prune():
