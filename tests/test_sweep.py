@@ -164,6 +164,9 @@ CASES |= {
     "trials_with_grid": (["--trials", "2", "--sample", "loss.name=choice:hinge,bce", "--grid", "optim.g_lr=1e-4"],
                          "no --grid"),
     "bad_launcher": (["--grid", "optim.g_lr=1e-4", "--launcher", "pbs"], "--launcher 'pbs'"),
+    "array_without_slurm": (["--grid", "optim.g_lr=1e-4", "--array", "--launcher", "submitit-local"],
+                            "--array is for --launcher slurm"),
+    "submitit_params_locally": (["--grid", "optim.g_lr=1e-4", "--submitit", "timeout_min=5"], "--submitit is for"),
     "bad_name": (["--grid", "optim.g_lr=1e-4", "--name", "../up"], "--name '../up'"),
 }
 
@@ -425,3 +428,52 @@ def test_live_table_row_reads_the_run_heartbeat(tmp_path):
         "last_eval": {"step": 200, "values": {"metrics/fid_c10": 41.234, "metrics/kid_c10": 0.03}}})
     assert live_row(tmp_path, "running") == ["running", "250/1000", "512", "41.23 @ 200", "5m00s"]
     assert live_row(tmp_path / "none", "pending") == ["pending", "0/?", "-", "-", "-"]
+
+
+def test_what_a_run_needs_after_a_kill_and_nothing_is_deleted(tmp_path):
+    from gan import fileio
+    from gan.errors import GanError
+    from gan.sweep import manifest as mf
+
+    runs = [{"setting": "s", "overrides": [], "seed": i, "folder": f"r{i}", "status": st}
+            for i, st in enumerate(["completed", "running", "running", "running", "pruning", "pending"])]
+    man = mf.Manifest.create(tmp_path, runs=runs)
+    fileio.write_json(tmp_path / "r1" / "run.json", {"status": "completed"})  # ended while no sweep watched
+    fileio.write_json(tmp_path / "r2" / "run.json", {"status": "running"})  # killed after a checkpoint
+    fileio.write_atomic(tmp_path / "r2" / "checkpoints" / "last.pt.prev", b"x")
+    fileio.write_json(tmp_path / "r3" / "run.json", {"status": "running"})  # killed before its first checkpoint
+    assert [mf.needs(man, e) for e in man.runs] == ["done", "done", "resume", "start", "prune", "start"]
+    said = []
+    mf.clear_for_start(man, man.runs[3], said.append)
+    (aside,) = (tmp_path / "aborted").iterdir()
+    assert not (tmp_path / "r3").exists() and aside.name.startswith("r3-") and "moved aside" in said[0]
+    assert json.loads((aside / "run.json").read_text()) == {"status": "running"}
+    mf.clear_for_start(man, man.runs[5], said.append)  # nothing there: nothing to move
+    assert len(said) == 1
+    with mf.lock(tmp_path):  # one sweep process per sweep folder
+        with pytest.raises(GanError, match="being run by another gan sweep"):
+            with mf.lock(tmp_path):
+                pass
+    with mf.lock(tmp_path):  # released with its holder
+        pass
+
+
+def test_a_resumed_search_continues_its_study_and_fails_trials_it_never_wrote_down(tmp_path):
+    import optuna
+
+    from gan.sweep import search
+    from gan.sweep.manifest import Manifest
+
+    dists = search.parse(["optim.g_lr=loguniform:1e-5:1e-3", "loss.name=choice:hinge,bce"])
+    fields = search.manifest_fields(dists, 4, 2, 3, None, tmp_path, "study-x")
+    man = Manifest.create(tmp_path, grid={}, runs=[], search=fields)
+    first = search.Search(man)
+    entry = first.new_entry()  # trial 0, written down
+    orphan = first.study.ask()  # trial 1: asked, then the sweep was killed before it wrote the run down
+    assert entry["trial"] == 0 and entry["seed"] == 0 and entry["folder"].startswith("t000-optim.g_lr=")
+    lr, name = (o.split("=")[1] for o in entry["overrides"][:2])
+    assert 1e-5 <= float(lr) <= 1e-3 and name in ("hinge", "bce") and lr == search.value_text(float(lr))
+    again = search.Search(Manifest.load(tmp_path))
+    states = {t.number: t.state for t in again.study.trials}
+    assert states == {0: optuna.trial.TrialState.RUNNING, orphan.number: optuna.trial.TrialState.FAIL}
+    assert again.more() and again.new_entry()["trial"] == 2  # the same study, numbered on

@@ -115,8 +115,11 @@ def sweep_cmd(
     kind = launcher or "local"
     if kind not in KINDS:
         raise GanError(f"--launcher {kind!r}: expected one of {', '.join(KINDS)}")
-    if kind == "local" and (submitit_ or array):
-        raise GanError("--submitit and --array are for --launcher slurm or submitit-local")
+    if kind == "local" and submitit_:
+        raise GanError("--submitit is for --launcher slurm or submitit-local")
+    if array and kind != "slurm":
+        raise GanError("--array is for --launcher slurm (job arrays are Slurm's; a local executor would start "
+                       "every run at once)")
     params = _params(submitit_)
     if kind == "slurm" and shutil.which("sbatch") is None:
         raise GanError("--launcher slurm: no sbatch on this machine (run the sweep on a Slurm login node)")

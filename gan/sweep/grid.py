@@ -58,7 +58,7 @@ def key_of(item: str, flag: str) -> tuple[str, str]:
     key, raw = item.split("=", 1)
     key = key.strip()
     if key in REFUSED:
-        raise GanError(f"{flag} {item!r}: {key} cannot be swept ({REFUSED[key]})")
+        raise GanError(f"{flag} {item!r}: {key} cannot be given to a sweep ({REFUSED[key]})")
     return key, raw.strip()
 
 

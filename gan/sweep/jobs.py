@@ -18,7 +18,7 @@ from gan.runs import fmt_duration
 from gan.stop import Stop
 from gan.sweep import launchers
 from gan.sweep.manifest import FINAL, Manifest, clear_for_start, needs, run_info
-from gan.tracking import console
+from gan.tracking import RunInfo, console, now
 
 
 @dataclass
@@ -64,9 +64,8 @@ def make_slots(jobs: int | None, device: str, log=console.print) -> list[Slot]:
 @dataclass
 class Active:
     entry: dict
-    handle: object
+    handle: object  # launchers.LocalHandle or SubmititHandle
     slot: Slot | None
-    started: float
 
 
 class Scheduler:
@@ -128,7 +127,7 @@ class Scheduler:
                         **({"gpu": slot.gpu} if slot is not None and slot.gpu is not None else {}))
         handle = self.launcher.start(job)
         self.man.update(entry, job=handle.id)
-        self.active[entry["folder"]] = Active(entry, handle, slot, time.monotonic())
+        self.active[entry["folder"]] = Active(entry, handle, slot)
         where = f", {threads} threads" if threads else ""
         where += f", GPU {slot.gpu}" if slot is not None and slot.gpu is not None else ""
         self.log(f"{'resumed' if what == 'resume' else 'started'} {entry['folder']}{where}")
@@ -139,10 +138,10 @@ class Scheduler:
             self.queue = []
             batch = [(e, w) for e, w in batch if w]
             if batch:
-                jobs = [self.job(e, w, None) for e, w in batch]
+                jobs = [self.job(e, w, self.free[0] if self.free else None) for e, w in batch]  # its threads
                 for (e, _), h in zip(batch, self.launcher.start_many(jobs)):
                     self.man.update(e, status="running", attempts=e.get("attempts", 0) + 1, job=h.id)
-                    self.active[e["folder"]] = Active(e, h, None, time.monotonic())
+                    self.active[e["folder"]] = Active(e, h, None)
                 self.log(f"submitted {len(batch)} runs as one job array")
             return
         while self.free:
@@ -169,6 +168,8 @@ class Scheduler:
             status = "failed"  # it ended before its run began (its console log says why)
         if code == 2 and st != "completed" and "already complete" in self._tail(entry):
             status = "completed"  # killed between its last checkpoint and its last run.json write
+            RunInfo(d).update(status="completed", ended=now(), ended_by="gan sweep: its last checkpoint is at "
+                                                                         "its last step")
         self._record(entry, status, code, info)
 
     def _record(self, entry: dict, status: str, code: int | None, info: dict | None = None) -> None:

@@ -156,7 +156,5 @@ def make(kind: str, folder: Path, params: dict, batch: bool, parallelism: int):
     if kind not in KINDS:
         raise GanError(f"--launcher {kind!r}: expected one of {', '.join(KINDS)}")
     if kind == "local":
-        if params or batch:
-            raise GanError("--submitit and --array are for --launcher slurm or submitit-local")
         return Local()
     return Submitit(folder, "slurm" if kind == "slurm" else "local", params, batch, parallelism)

@@ -145,7 +145,8 @@ def table(man: Manifest, rep: Report):
     name = rep.tag.split("/", 1)[1] if rep.tag else "FID"
     order = "higher" if rep.tag and protocol.higher_is_better(rep.tag) else "lower"
     t = Table("rank", "setting", "seeds", f"best {name} mean ± std", "per seed", "step", "time to best", "p vs #1",
-              "runs", box=None, title=f"sweep {man.folder}: ranked by best {rep.tag} ({order} is better)")
+              "runs", box=None, title=f"sweep {man.folder}: ranked by best {rep.tag} ({order} is better)"
+              if rep.tag else f"sweep {man.folder}: no FID logged, nothing to rank")
     for i, r in enumerate(rep.rows, 1):
         statuses = [x.entry.get("status", "?") for x in r.runs]
         shown = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))

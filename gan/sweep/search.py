@@ -129,7 +129,6 @@ class Search:
         self.man, s = man, man.data["search"]
         self.total, self.patience = s["trials"], s["patience"]
         self.dists = {k: Dist(k, d["kind"], d["args"]) for k, d in s["distributions"].items()}
-        done = 0
         try:
             self.study = optuna.create_study(storage=s["storage"], study_name=s["study"], direction="minimize",
                                              load_if_exists=True, pruner=pruner(s["patience"], s["prune_after"]))
