@@ -174,13 +174,13 @@ def write_csv(man: Manifest, rep: Report, path: Path) -> Path:
 
 # ---- TensorBoard ---------------------------------------------------------------------------------------------
 def aggregates(man: Manifest, rep: Report) -> list[Path]:
-    """<sweep>/mean/<setting>/: per setting, every scalar its completed seeds share (at the steps they share) as
-    the mean, metrics/* also as min/ and max/ tags, and a Custom Scalars band per metric. Rewritten whole each
-    time (a new folder swapped in), since it is derived from the runs' own events."""
+    """<sweep>/mean/<setting>/: per setting with ≥ 2 completed seeds, every scalar they share (at the steps they
+    share) as the mean, metrics/* also as min/ and max/ tags, and a Custom Scalars band per metric. Rewritten
+    whole each time (a new folder swapped in), since it is derived from the runs' own events."""
     out = []
     for row in rep.rows:
         series = [rep.scalars[r.entry["folder"]] for r in row.done]  # the runs the ranking is over
-        if not series:
+        if len(series) < 2:  # one seed: its own run already shows it
             continue
         final = man.folder / "mean" / safe_name(row.setting)
         new = final.with_name(f".new-{final.name}")
