@@ -33,7 +33,10 @@ def _slots(kind: str, jobs: int | None, device: str, params: dict, n_runs: int):
     from gan.sweep.jobs import Slot, make_slots
 
     if kind == "slurm":  # each job has its own allocation: its threads are its cpus_per_task
-        return [Slot(i, int(params.get("cpus_per_task", 0))) for i in range(jobs or n_runs)]
+        cpus = params.get("cpus_per_task", 0)
+        if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 0:
+            raise GanError(f"--submitit cpus_per_task={cpus!r}: expected a whole number of CPUs")
+        return [Slot(i, cpus) for i in range(jobs or n_runs)]
     return make_slots(jobs, device)
 
 
@@ -151,7 +154,7 @@ def sweep_cmd(
     runs = grid.plan(axes, 0 if trials else seeds)
     base = grid.validate(exp, sets, axes, runs)
     gsearch.validate(exp, sets, dists)
-    slots = _slots(kind, jobs, device, params, len(runs))
+    slots = _slots(kind, jobs, device, params, len(runs) or trials)
     if dry_run:
         return _dry_run(runs, slots, dists, trials, base.experiment.name)
     folder = tracking.new_run_dir(logs, base.experiment.name, name, prefix="sweep-")
