@@ -7,7 +7,7 @@ EXP ?= baseline
 SHARED := $(abspath ../shared/data/cifar10)
 export GAN_DATA_ROOT ?= $(if $(wildcard $(SHARED)/train-*.npz),$(SHARED),data)
 
-.PHONY: install chromium train test tensorboard bench bench-quality screenshot kills sweep-evidence
+.PHONY: install chromium train test tensorboard bench bench-quality screenshot kills sweep-timing sweep-evidence
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -47,3 +47,15 @@ bench-quality: $(VENV)
 # A headless-Chromium picture of TensorBoard's scalars page for the runs under logs/.
 screenshot: $(VENV) chromium
 	$(PY) -m gan screenshot --logs logs --out $${OUT:-tensorboard.png}
+
+# gan sweep's long checks (scripts, not tests): --jobs 2 vs the same 4 runs one after another (ratio ≤ 1.1 wanted;
+# measure on a quiet machine), and a real sweep of smoke at 1,000 steps over optim.g_lr × loss.name, 3 seeds.
+sweep-timing: $(VENV)
+	$(PY) -m gan.sweep.evidence timing $(ARGS)
+
+sweep-evidence: $(VENV)
+	$(PY) -m gan.sweep.evidence real $(ARGS)
+
+# 20 SIGKILLs at random moments, each resumed; the final state equals an unbroken run's bit for bit (CI runs 5).
+kills: $(VENV)
+	GAN_KILLS=20 $(PY) -m pytest -q tests/test_kills.py $(PYTEST_ARGS)

@@ -40,10 +40,10 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
-def new_run_dir(logs: Path, exp: str, name: str | None) -> Path:
-    """logs/<exp>/<timestamp>[-name]; mkdir without exist_ok, so simultaneous runs never share a folder."""
+def new_run_dir(logs: Path, exp: str, name: str | None, prefix: str = "") -> Path:
+    """logs/<exp>/<prefix><timestamp>[-name]; mkdir without exist_ok, so simultaneous runs never share a folder."""
     check_name(exp, "experiment name")
-    base = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + (f"-{check_name(name, '--name')}" if name else "")
+    base = prefix + dt.datetime.now().strftime("%Y%m%d-%H%M%S") + (f"-{check_name(name, '--name')}" if name else "")
     parent = Path(logs) / exp
     try:
         parent.mkdir(parents=True, exist_ok=True)

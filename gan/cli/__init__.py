@@ -1,7 +1,8 @@
 """`gan`: the command line. Bad input is one line on stderr and exit 2, never a traceback.
 
 The commands, by room: train.py (train, resume, validate, list, keys, export), runs.py (runs, compare, eval,
-sample, leaderboard, screenshot), features.py (the c10 extractor's train and check).
+sample, leaderboard, screenshot), features.py (the c10 extractor's train and check),
+sweep.py (sweeps: grids × seeds, Optuna searches, their reports).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 from gan.cli import train  # noqa: E402,F401,I001
 from gan.cli import runs  # noqa: E402,F401
 from gan.cli import features  # noqa: E402,F401
+from gan.cli import sweep  # noqa: E402,F401
 
 
 def main() -> None:

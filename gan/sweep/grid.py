@@ -1,0 +1,164 @@
+"""What a sweep runs: `--grid KEY=V1,V2` axes and `--set` values parsed and validated exactly as `gan train --set`
+validates them (config.load), before any folder exists; the settings (the grid's cartesian product) × seeds as
+named runs."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gan import config
+from gan.errors import GanError
+
+SEED_KEY = "experiment.seed"
+# keys a sweep sets itself, or that would make its runs another experiment
+REFUSED = {"experiment.seed": "the sweep sets it: use --seeds N",
+           "experiment.name": "a sweep is one experiment: its runs keep the experiment's name"}
+UNSAFE = re.compile(r"[^A-Za-z0-9._+=,-]")
+
+
+@dataclass
+class Run:
+    setting: str  # "optim.g_lr=1e-4,loss.name=bce" ("base" when nothing is swept)
+    overrides: list  # ["optim.g_lr=1e-4", "loss.name=bce", "experiment.seed=0"]
+    seed: int
+    folder: str
+
+    def entry(self) -> dict:
+        return {"setting": self.setting, "overrides": self.overrides, "seed": self.seed, "folder": self.folder,
+                "status": "pending"}
+
+
+def split_values(raw: str) -> list[str]:
+    """'1e-4,2e-4' -> ['1e-4', '2e-4']; commas inside [...] or quotes belong to the value (TOML lists, strings)."""
+    out, cur, depth, quote = [], "", 0, ""
+    for ch in raw:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+    return out + [cur.strip()]
+
+
+def key_of(item: str, flag: str) -> tuple[str, str]:
+    """'optim.g_lr=1e-4,2e-4' -> ('optim.g_lr', '1e-4,2e-4'), refusing what is not section.key=..."""
+    if "=" not in item or item.split("=", 1)[0].strip().count(".") != 1:
+        raise GanError(f"{flag} {item!r}: expected section.key=" + ("V1,V2,..." if flag == "--grid" else "value"))
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if key in REFUSED:
+        raise GanError(f"{flag} {item!r}: {key} cannot be given to a sweep ({REFUSED[key]})")
+    return key, raw.strip()
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """--grid items as {key: [raw values]} in the order given."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, raw = key_of(item, "--grid")
+        values = split_values(raw)
+        if key in grid:
+            raise GanError(f"--grid {key} is given twice: put all its values in one --grid {key}=V1,V2,...")
+        if not raw or any(v == "" for v in values):
+            raise GanError(f"--grid {item!r}: an empty value (expected {key}=V1,V2,...)")
+        dup = next((v for v in values if values.count(v) > 1), None)
+        if dup is not None:
+            raise GanError(f"--grid {item!r}: value {dup!r} is given twice")
+        grid[key] = values
+    return grid
+
+
+def check_sets(items: list[str], swept: set[str]) -> list[str]:
+    """--set items (applied to every run); a key may not be both set and swept."""
+    seen = set()
+    for item in items:
+        key, _ = key_of(item, "--set")
+        if key in swept:
+            raise GanError(f"--set {item!r}: {key} is also swept; give it in one place")
+        if key in seen:
+            raise GanError(f"--set {key} is given twice")
+        seen.add(key)
+    return list(items)
+
+
+def safe_name(setting: str) -> str:
+    """A setting as a folder name: only characters a run name allows, at most 180 bytes."""
+    name = UNSAFE.sub("_", setting.replace('"', "").replace("'", ""))
+    if len(name) > 180:  # a long setting: cut, with a hash that keeps names distinct
+        name = name[:170] + "_" + hashlib.sha256(setting.encode()).hexdigest()[:8]
+    return name
+
+
+def folder_name(setting: str, seed: int) -> str:
+    """A run folder's name: the setting with its seed."""
+    return f"{safe_name(setting)}-s{seed}"
+
+
+def setting_name(overrides: list[str]) -> str:
+    return ",".join(overrides) or "base"
+
+
+def plan(grid: dict[str, list[str]], seeds: int) -> list[Run]:
+    """The cartesian product of the grid's values × seeds 0..N-1, settings in the grid's order, seeds innermost."""
+    keys = list(grid)
+    runs = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        over = [f"{k}={v}" for k, v in zip(keys, values)]
+        name = setting_name(over)
+        runs += [Run(name, over + [f"{SEED_KEY}={s}"], s, folder_name(name, s)) for s in range(seeds)]
+    folders = [r.folder for r in runs]
+    clash = next((f for f in folders if folders.count(f) > 1), None)
+    if clash:  # two values that differ only in characters a folder cannot hold
+        raise GanError(f"--grid: two settings would share the folder '{clash}'; spell their values apart")
+    return runs
+
+
+def validate_value(key: str, raw: str, flag: str) -> None:
+    """One value alone, checked as `--set KEY=RAW` checks it (type, range, choices); rules between keys are
+    checked on whole settings. The error names the flag, the key and the value."""
+    section, name, value = config.parse_override(f"{key}={raw}")
+    try:
+        config.from_dict({section: {name: value}}, flag)
+    except GanError as e:
+        raise GanError(f"{flag} {key}={raw}: {str(e).split(': ', 1)[1]}") from None
+
+
+def validate(exp: str, sets: list[str], grid: dict[str, list[str]], runs: list[Run]) -> config.Config:
+    """The experiment, every --set and --grid value alone, then every setting whole (rules between keys), before
+    anything starts; exactly what `gan train EXP --set ...` will check. Returns the first setting's config."""
+    config.load(exp)
+    for item in sets:
+        validate_value(*key_of(item, "--set"), "--set")
+    for key, values in grid.items():
+        for raw in values:
+            validate_value(key, raw, "--grid")
+    first = None
+    for run in {r.setting: r for r in runs}.values():
+        try:
+            cfg = config.load(exp, sets + run.overrides)
+        except GanError as e:
+            where = f"setting {run.setting}" if grid else "--set"
+            raise GanError(f"{where}: {e}") from None
+        first = first or cfg
+    return first or config.load(exp, sets)
+
+
+def write_base(exp: str, folder: Path) -> Path:
+    """<sweep>/<experiment file's name>: the experiment file as it was when the sweep began, what every run starts
+    from (with the sweep's --set and its own overrides), so a later edit of experiments/*.toml does not change what
+    a resumed sweep runs."""
+    from gan import fileio
+
+    src = config.resolve_path(exp)
+    return fileio.write_atomic(Path(folder) / src.name, src.read_bytes())

@@ -1,0 +1,160 @@
+"""How one run's process starts and is watched: `Local` (a `python -m gan` child process of the sweep) or
+`Submitit` (a submitit job: Slurm, or submitit's local executor). Both give a handle with poll() -> exit code or
+None, and stop(signum) -> a graceful stop request the run answers with a checkpoint.
+
+Local children run in their own process group, so a terminal's Ctrl-C reaches the sweep alone and the sweep passes
+exactly one signal on per Ctrl-C (the run's first signal checkpoints, its second stops at once). So that no child
+outlives a sweep killed with SIGKILL, each asks the kernel to SIGKILL it when its parent dies (PR_SET_PDEATHSIG).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gan.errors import GanError
+
+GAN_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding this `gan` package: children import it
+PR_SET_PDEATHSIG = 1
+KINDS = ("local", "slurm", "submitit-local")
+
+
+@dataclass
+class Job:
+    folder: str  # the run's folder name in the sweep
+    args: list  # gan CLI arguments: ["train", BASE, "--set", ..., "--run-dir", DIR] or ["resume", DIR]
+    env: dict = field(default_factory=dict)  # OMP_NUM_THREADS, MKL_NUM_THREADS, CUDA_VISIBLE_DEVICES
+    log: Path | None = None  # where the run's console output goes (appended)
+
+
+def child_env(extra: dict) -> dict:
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, **extra, "PYTHONPATH": GAN_ROOT + (os.pathsep + path if path else "")}
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+    except OSError:
+        return None
+
+
+class LocalHandle:
+    def __init__(self, proc: subprocess.Popen, out):
+        self.proc, self.out, self.id = proc, out, str(proc.pid)
+
+    def poll(self) -> int | None:
+        code = self.proc.poll()
+        if code is None:
+            return None
+        self.out.close()
+        return 128 - code if code < 0 else code  # killed by a signal: the shell's convention
+
+    def stop(self, signum: int) -> None:
+        try:
+            self.proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+
+class Local:
+    """Each run a child process `python -m gan ...` of this one."""
+    kind = "local"
+    batch = False
+
+    def __init__(self):
+        self.libc, self.parent = _libc(), os.getpid()
+
+    def _die_with_parent(self) -> None:  # runs in the child between fork and exec: no locks, no imports
+        if self.libc is not None:
+            self.libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != self.parent:  # the parent died before the request took effect
+                os._exit(137)
+
+    def start(self, job: Job) -> LocalHandle:
+        job.log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(job.log, "ab")  # the run's console, appended across resumes (a log, not a result file)
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "gan", *map(str, job.args)], env=child_env(job.env),
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    process_group=0, preexec_fn=self._die_with_parent)
+        except OSError as e:
+            out.close()
+            raise GanError(f"cannot start run {job.folder}: {e}") from None
+        return LocalHandle(proc, out)
+
+
+def run_gan(args: list, env: dict) -> int:
+    """What a submitit job runs, in the job's own process: `gan ARGS` with the run's thread count; its exit code.
+    The run installs its own SIGINT/SIGTERM handling (Slurm's SIGTERM before a kill: checkpoint, exit 143)."""
+    os.environ.update(env)
+    if env.get("OMP_NUM_THREADS"):
+        import torch
+
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    from gan.cli import app
+
+    try:
+        code = app(list(map(str, args)), standalone_mode=False, prog_name="gan")
+    except SystemExit as e:
+        code = e.code
+    return int(code or 0)
+
+
+class SubmititHandle:
+    def __init__(self, job):
+        self.job, self.id = job, str(job.job_id)
+
+    def poll(self) -> int | None:
+        if not self.job.done():
+            return None
+        try:
+            return int(self.job.result() or 0)
+        except Exception:  # noqa: BLE001 - a job that was cancelled, killed or failed: the run.json says what
+            return 1
+
+    def stop(self, signum: int) -> None:
+        """Slurm: scancel (SIGTERM to the run, SIGKILL after KillWait). The local executor passes a SIGINT on and
+        kills about a second later: a run that cannot checkpoint by then resumes from its previous checkpoint."""
+        self.job.cancel(check=False)
+
+
+class Submitit:
+    """Runs as submitit jobs: Slurm (`cluster="slurm"`; one job per run, or job arrays with `batch`) or
+    submitit's local executor (`cluster="local"`, the same code path on one machine: what the tests use)."""
+
+    def __init__(self, folder: Path, cluster: str, params: dict, batch: bool = False, parallelism: int = 0):
+        import submitit
+
+        self.kind = "slurm" if cluster == "slurm" else "submitit-local"
+        self.batch = batch
+        os.environ["PYTHONPATH"] = child_env({})["PYTHONPATH"]  # the jobs import this very `gan`
+        self.ex = submitit.AutoExecutor(folder=Path(folder) / "submitit", cluster=cluster)
+        params = {"timeout_min": 24 * 60, **params}
+        if batch and parallelism and cluster == "slurm":
+            params.setdefault("slurm_array_parallelism", parallelism)
+        try:
+            self.ex.update_parameters(**params)
+        except (ValueError, TypeError) as e:
+            raise GanError(f"--submitit: {str(e).splitlines()[0][:200]}") from None
+
+    def start(self, job: Job) -> SubmititHandle:
+        return SubmititHandle(self.ex.submit(run_gan, job.args, job.env))
+
+    def start_many(self, jobs: list[Job]) -> list[SubmititHandle]:
+        """All at once: a Slurm job array (at most slurm_array_parallelism running at a time)."""
+        with self.ex.batch():
+            subs = [self.ex.submit(run_gan, j.args, j.env) for j in jobs]
+        return [SubmititHandle(s) for s in subs]
+
+
+def make(kind: str, folder: Path, params: dict, batch: bool, parallelism: int):
+    if kind not in KINDS:
+        raise GanError(f"--launcher {kind!r}: expected one of {', '.join(KINDS)}")
+    if kind == "local":
+        return Local()
+    return Submitit(folder, "slurm" if kind == "slurm" else "local", params, batch, parallelism)

@@ -1,0 +1,235 @@
+"""Which setting is better, and is the difference beyond seed noise?
+
+Settings are ranked by their completed runs' best primary FID (gan.metrics.protocol.primary: the one rule for
+which FID counts), read from each run's event files, mean ± std (ddof 1) over seeds, with the training time to
+reach it (progress/train_seconds at that step: evaluations excluded). Each setting gets Welch's t-test
+(two-sided, unequal variances) of its per-seed best FIDs against the top setting's; the verdict says whether the
+best setting beats the runner-up at p < 0.05. The best is picked from the same numbers it is tested on, so with
+many settings this is optimistic: re-run the top two with fresh seeds before believing a small p.
+
+TensorBoard cannot average runs, so each setting also gets an aggregate run under <sweep>/mean/<setting>/: every
+scalar its completed seeds share as their mean, metrics also as min/<tag> and max/<tag>, and a Custom Scalars
+band (Margin chart) per metric.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import shutil
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gan import fileio, tracking
+from gan.metrics import protocol
+from gan.runs import Series, best_point, fmt_duration, load_scalars
+from gan.sweep.grid import safe_name
+from gan.sweep.manifest import Manifest, run_info
+
+ALPHA = 0.05
+TIME_TAG = "progress/train_seconds"
+
+
+@dataclass
+class RunResult:
+    entry: dict
+    best: float | None = None
+    step: int | None = None
+    seconds: float | None = None  # training seconds when the best was reached
+
+
+@dataclass
+class Row:
+    setting: str
+    runs: list = field(default_factory=list)  # RunResult
+    p: float | None = None  # Welch's t-test against the top setting
+
+    @property
+    def done(self) -> list[RunResult]:
+        """The runs the numbers are over: completed ones (a pruned or unfinished run's best is a shorter run's)."""
+        return [r for r in self.runs if r.best is not None and r.entry.get("status") == "completed"]
+
+    @property
+    def bests(self) -> list[float]:
+        return [r.best for r in self.done]
+
+    @property
+    def n(self) -> int:
+        return len(self.bests)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.bests) / self.n if self.n else None
+
+    @property
+    def std(self) -> float | None:
+        if self.n < 2:
+            return None
+        m = self.mean
+        return math.sqrt(sum((b - m) ** 2 for b in self.bests) / (self.n - 1))
+
+    def mean_of(self, what: str) -> float | None:
+        vals = [getattr(r, what) for r in self.done if getattr(r, what) is not None]
+        return sum(vals) / len(vals) if vals else None
+
+
+@dataclass
+class Report:
+    tag: str | None
+    why: str
+    rows: list  # Row, ranked
+    verdict: str
+    scalars: dict  # folder -> {tag: Series}
+
+
+def collect(man: Manifest) -> Report:
+    scalars = {e["folder"]: load_scalars(man.run_dir(e)) for e in man.runs
+               if any(man.run_dir(e).glob("events.out.tfevents.*"))}
+    with_metrics = [set(sc) for sc in scalars.values() if any(t.startswith("metrics/") for t in sc)]
+    prim = protocol.primary(set.intersection(*with_metrics) if with_metrics else set())
+    rows = {s: Row(s) for s in man.settings()}
+    for e in man.runs:
+        r = RunResult(e)
+        sc = scalars.get(e["folder"], {})
+        if prim.tag in sc:
+            r.step, r.best = best_point(sc[prim.tag], prim.tag)
+            if TIME_TAG in sc and r.step in sc[TIME_TAG].steps:
+                r.seconds = sc[TIME_TAG].values[sc[TIME_TAG].steps.index(r.step)]
+        rows[e["setting"]].runs.append(r)
+    lower = not (prim.tag and protocol.higher_is_better(prim.tag))
+    ranked = sorted(rows.values(), key=lambda r: (r.mean is None, (r.mean if lower else -r.mean) if r.n else 0))
+    return Report(prim.tag, prim.why, ranked, verdict(ranked), scalars)
+
+
+def welch(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test; None when it cannot be had (fewer than 2 seeds, no spread at all)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    import warnings
+
+    from scipy import stats
+
+    with warnings.catch_warnings():  # identical values: scipy warns and gives nan, said as "no spread" instead
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return p if math.isfinite(p) else None
+
+
+def verdict(rows: list[Row]) -> str:
+    have = [r for r in rows if r.n]
+    for r in have[1:]:
+        r.p = welch(have[0].bests, r.bests)
+    if len(have) < 2:
+        return "fewer than two settings with results: nothing to rank"
+    best, second = have[0], have[1]
+    if best.n < 2 or second.n < 2:
+        return (f"cannot tell whether {best.setting} beats {second.setting} beyond seed noise: it needs ≥ 2 seeds "
+                "per setting (re-run the top settings with --grid ... --seeds 3)")
+    if second.p is None:
+        return f"cannot tell: the seeds of {best.setting} and {second.setting} show no spread at all"
+    beyond = second.p < ALPHA
+    return (f"{best.setting} {'beats' if beyond else 'does not beat'} the runner-up {second.setting} beyond seed "
+            f"noise: Welch's t-test on the per-seed best values, p = {second.p:.3g} "
+            f"({'<' if beyond else '≥'} {ALPHA}; n = {best.n} and {second.n} seeds)")
+
+
+def _fmt(v: float | None, spec: str = ".4g") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(man: Manifest, rep: Report):
+    from rich.table import Table
+
+    name = rep.tag.split("/", 1)[1] if rep.tag else "FID"
+    order = "higher" if rep.tag and protocol.higher_is_better(rep.tag) else "lower"
+    t = Table("rank", "setting", "seeds", f"best {name} mean ± std", "per seed", "step", "time to best", "p vs #1",
+              "runs", box=None, title=f"sweep {man.folder}: ranked by best {rep.tag} ({order} is better)"
+              if rep.tag else f"sweep {man.folder}: no FID logged, nothing to rank")
+    for i, r in enumerate(rep.rows, 1):
+        statuses = [x.entry.get("status", "?") for x in r.runs]
+        shown = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
+        ms = f"{_fmt(r.mean)} ± {_fmt(r.std)}" if r.n else "-"
+        t.add_row(str(i) if r.n else "-", r.setting, str(r.n), ms, " ".join(_fmt(b) for b in r.bests) or "-",
+                  _fmt(r.mean_of("step"), ".0f"), fmt_duration(r.mean_of("seconds")), _fmt(r.p, ".3g"), shown)
+    return t
+
+
+def write_csv(man: Manifest, rep: Report, path: Path) -> Path:
+    keys = list(man.data.get("grid") or {}) or sorted({o.split("=", 1)[0] for e in man.runs for o in e["overrides"]
+                                                        if not o.startswith("experiment.seed=")})
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["rank", "setting", *keys, "metric", "seeds", "mean_best", "std_best", "best_per_seed",
+                "mean_step_to_best", "mean_train_seconds_to_best", "welch_p_vs_rank1", "statuses"])
+    for i, r in enumerate(rep.rows, 1):
+        vals = dict(o.split("=", 1) for o in r.runs[0].entry["overrides"]) if r.runs else {}
+        w.writerow([i if r.n else "", r.setting, *[vals.get(k, "") for k in keys], rep.tag or "", r.n,
+                    repr(r.mean) if r.n else "", repr(r.std) if r.std is not None else "",
+                    ";".join(repr(b) for b in r.bests), r.mean_of("step") or "", r.mean_of("seconds") or "",
+                    repr(r.p) if r.p is not None else "", ";".join(x.entry.get("status", "?") for x in r.runs)])
+    return fileio.write_atomic(path, buf.getvalue())
+
+
+# ---- TensorBoard ---------------------------------------------------------------------------------------------
+def aggregates(man: Manifest, rep: Report) -> list[Path]:
+    """<sweep>/mean/<setting>/: per setting with ≥ 2 completed seeds, every scalar they share (at the steps they
+    share) as the mean, metrics/* also as min/ and max/ tags, and a Custom Scalars band per metric. Rewritten
+    whole each time (a new folder swapped in), since it is derived from the runs' own events."""
+    out = []
+    for row in rep.rows:
+        series = [rep.scalars[r.entry["folder"]] for r in row.done]  # the runs the ranking is over
+        if len(series) < 2:  # one seed: its own run already shows it
+            continue
+        final = man.folder / "mean" / safe_name(row.setting)
+        new = final.with_name(f".new-{final.name}")
+        shutil.rmtree(new, ignore_errors=True)
+        tb = tracking.Tracker(new)
+        bands = {}
+        for tag in sorted(t for t in set.intersection(*(set(sc) for sc in series)) if not t.startswith("hparam/")):
+            per = [sc[tag] for sc in series]
+            steps = sorted(set.intersection(*(set(s.steps) for s in per)))
+            for step in steps:
+                vals = [s.values[s.steps.index(step)] for s in per]
+                point = {tag: sum(vals) / len(vals)}
+                if tag.startswith("metrics/"):
+                    point |= {f"min/{tag}": min(vals), f"max/{tag}": max(vals)}
+                tb.scalars(point, step)
+            if tag.startswith("metrics/"):
+                bands[f"{tag.split('/', 1)[1]}: mean, min–max over seeds"] = ["Margin", [tag, f"min/{tag}",
+                                                                                        f"max/{tag}"]]
+        tb._safe(lambda: tb.writer.add_custom_scalars({f"sweep {man.folder.name}: bands over seeds": bands}))
+        tb.text("sweep", f"mean over {len(series)} seeds of setting `{row.setting}` in sweep `{man.folder}`: "
+                         + ", ".join(r.entry["folder"] for r in row.done))
+        tb.close()
+        old = final.with_name(f".old-{final.name}")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(new, final)
+        shutil.rmtree(old, ignore_errors=True)
+        out.append(final)
+    return out
+
+
+def hparams_row(run_dir: Path) -> None:
+    """An HParams row for a run that did not complete (a pruned one): the engine writes it only at a completed
+    run's end, and the parallel-coordinates view should show every run of a sweep."""
+    try:
+        flat = tracking.flatten(tomllib.loads((Path(run_dir) / "config.toml").read_text()))
+    except (OSError, tomllib.TOMLDecodeError):
+        return
+    sc = load_scalars(run_dir) if any(Path(run_dir).glob("events.out.tfevents.*")) else {}
+    history = by_step({t: s for t, s in sc.items() if t.startswith("metrics/")})
+    suffixes = [p.get("suffix", "") for p in run_info(run_dir).get("metrics_protocol", [])]
+    tb = tracking.Tracker(run_dir)
+    tb.hparams(flat, tracking.hparam_metrics(history, suffixes), max((s for s, _ in history), default=0))
+    tb.close()
+
+
+def by_step(sc: dict[str, Series]) -> list[tuple[int, dict]]:
+    steps: dict[int, dict] = {}
+    for tag, s in sc.items():
+        for step, v in zip(s.steps, s.values):
+            steps.setdefault(step, {})[tag] = v
+    return sorted(steps.items())
