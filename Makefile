@@ -22,6 +22,8 @@ test:
 tensorboard:
 	$(PY) -m tensorboard.main --logdir logs --host 127.0.0.1 --port $${PORT:-6006}
 
+# Speed, levers, metric cost, FID check, memory; report in bench-out/, exit 1 when a target is missed
+# (ARGS="--quick", "--sections speed,levers", "--device cuda").
 bench:
 	$(PY) -m gan.bench $(ARGS)
 
@@ -29,6 +31,7 @@ bench:
 screenshot:
 	$(PY) -m gan screenshot --logs logs --out $${OUT:-tensorboard.png}
 
-# dcgan vs sngan for the same number of steps, FID/KID side by side (a script, not a test).
+# dcgan vs sngan for the same training time (train.minutes), FID/KID and images seen side by side (a script, not
+# a test): ARGS="--minutes 10 --exps dcgan,sngan".
 bench-quality:
-	$(PY) -m gan.bench_quality $(ARGS)
+	$(PY) -m gan.bench.quality $(ARGS)
