@@ -106,14 +106,14 @@ def prc_check(ctx: Context, images, names) -> float:
         base = evaluator(ctx, images, names, n, 10, prc=False, classes=False)
         full = evaluator(ctx, images, names, n, 10, prc=True, classes=True)
     t = {"base": [], "full": []}
-    for i in range(max(2, p.eval_reps)):
+    for i in range(p.eval_reps):
         for k, ev in (("base", base), ("full", full)) if i % 2 == 0 else (("full", full), ("base", base)):
             t[k].append(timed(lambda ev=ev: ev(G, n), ctx.device)[1])
     cost = statistics.median(f / b for f, b in zip(t["full"], t["base"])) - 1
     ctx.report.md(f"Precision/recall + class consistency (conditional {EXP} G, N = {n:,} vs {len(base.ref_images):,} "
                   f"reference images, extractors {', '.join(names)}): FID/KID/IS "
                   f"{statistics.median(t['base']):.2f} s, with them {statistics.median(t['full']):.2f} s → "
-                  f"+{cost * 100:.1f} % (median of {len(t['base'])} paired runs, measured)", "")
+                  f"{cost * 100:+.1f} % (median of {len(t['base'])} paired runs, measured)", "")
     ctx.report.data(prc={"n": n, "base_s": t["base"], "with_prc_classes_s": t["full"], "added": cost})
     return cost
 
@@ -215,7 +215,7 @@ def run(ctx: Context) -> None:
     rep.md("### precision/recall and class consistency", "")
     cost = prc_check(ctx, images, names)
     rep.measure("prc_cost", cost, f"N = {ctx.profile.prc_n:,}, extractors {', '.join(names)}")
-    rep.headline(f"precision/recall + class consistency at N = {ctx.profile.prc_n:,}: +{cost * 100:.1f} % on an "
+    rep.headline(f"precision/recall + class consistency at N = {ctx.profile.prc_n:,}: {cost * 100:+.1f} % on an "
                  "evaluation's time")
     del images
     rep.md("### share of wall time", "")
