@@ -63,7 +63,8 @@ def run(ctx: Context) -> None:
                      f"{r.step:,} G steps, {seen:,} images seen")
     rep.table(["contender", "arch", "G steps", "D steps", "images seen", "training min", "FID (primary)", "KID",
                "run"], rows)
-    rep.md(f"Equal training time ({a.minutes:g} min each, evaluations excluded), final evaluation on "
+    rep.md(f"Equal training time ({a.minutes:g} min each, evaluations excluded; a run stops after the step that "
+           f"crosses it, so a slow step can add up to one step), final evaluation on "
            f"{a.samples:,} samples; compare the runs: `gan compare " + " ".join(d["run_dir"] for d in data.values())
            + "`", "")
     rep.data(**data)
