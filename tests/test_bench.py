@@ -93,6 +93,7 @@ def test_metrics_section(tmp_path, tiny_npz):
     assert 0 < d["share"]["smoke"]["share_fresh"] < 1
     assert verdicts(report)["metrics_share"]["value"] == pytest.approx(d["share"]["smoke"]["share_fresh"])
     assert d["prc"]["n"] == 80 and verdicts(report)["prc_cost"]["status"] == "PASS"
+    assert d["prc"]["added"] >= 0 and verdicts(report)["prc_cost"]["value"] == pytest.approx(d["prc"]["added"])
 
 
 def test_memory_section(tmp_path, tiny_npz):

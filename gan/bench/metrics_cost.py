@@ -5,9 +5,9 @@ time that goes to metrics at its default cadence.
 Measured here: evaluations at N = profile.eval_ns (generate, features, scores), the reference statistics of
 profile.ref_n images, the N = profile.prc_n check, generation per sample and one training step of every shipped
 experiment. Extrapolated (and said so in the tables): evaluations at a shipped experiment's own N (per-sample cost ×
-N + the scores' cost at the largest measured N: FID is constant in N, KID's subsets stop growing at N = 1,000),
-reference statistics of all its reference images (per-image cost × count). A step too slow to time here is
-replaced by its batch-8 step, a lower bound, which makes that experiment's share an upper bound.
+N + the scores' cost measured at the nearest larger N: FID is constant in N, KID's subsets stop growing at
+N = 1,000), reference statistics of all its reference images (per-image cost × count). A step too slow to time
+here is replaced by its batch-8 step, a lower bound, which makes that experiment's share an upper bound.
 """
 from __future__ import annotations
 
@@ -41,15 +41,18 @@ def timed(fn, device):
     return out, time.perf_counter() - t
 
 
-def time_eval(ev, G, n: int) -> dict:
-    """One evaluation as `Evaluator.__call__` runs it, each part timed: generate, features, scores."""
+def time_eval(ev, G, n: int, want: dict | None = None, extra: dict | None = None) -> dict:
+    """One evaluation as `Evaluator.__call__` runs it, each part timed: generate, features, scores (of `want`,
+    default the evaluator's); with `extra`, also the scoring time of those metrics on the same features."""
     (u8, y), gen = timed(lambda: ev.generate(G, n), ev.device)
-    out = {"generate": gen, "features": 0.0, "scores": 0.0}
+    out = {"generate": gen, "features": 0.0, "scores": 0.0, "extra": 0.0}
     for e in ev.extractors:
         feats, t = timed(lambda e=e: e.features(u8, ev.cfg.batch_size), ev.device)
         out["features"] += t
-        _, t = timed(lambda e=e, f=feats: scores.compute(e, f, ev.refs[e.name], ev.want, y), ev.device)
-        out["scores"] += t
+        for key, w in (("scores", want or ev.want), ("extra", extra)):
+            if w:
+                _, t = timed(lambda e=e, f=feats, w=w: scores.compute(e, f, ev.refs[e.name], w, y), ev.device)
+                out[key] += t
     out["total"] = out["generate"] + out["features"] + out["scores"]
     return out
 
@@ -93,28 +96,33 @@ def cost_per_n(ctx: Context, images, name: str) -> dict:
            f"(measured; ≈{per_image * 1000:.2f} ms per reference image)", "")
     return {"rows": rows, "score_parts": parts, "ref_fresh_s": fresh, "ref_cached_s": cached, "ref_images": n_ref,
             "ref_per_image_s": per_image, "features_per_sample_s": rows[top]["features"] / top,
-            "generate_per_sample_s": rows[top]["generate"] / top, "scores_s": rows[top]["scores"], "largest_n": top}
+            "generate_per_sample_s": rows[top]["generate"] / top, "largest_n": top}
+
+
+def scores_at(pe: dict, n: int) -> float:
+    """The scores' seconds at N = n: as measured at the nearest N ≥ n, else at the largest (FID is constant in N,
+    KID's subsets stop growing at N = 1,000, IS is a few ms)."""
+    rows = pe["rows"]
+    return rows[min((m for m in rows if m >= n), default=max(rows))]["scores"]
 
 
 def prc_check(ctx: Context, images, names) -> float:
-    """Evaluation time of a conditional G at N = prc_n with FID/KID/IS, then with precision/recall and class
-    metrics added; the same samples, runs interleaved."""
+    """What precision/recall and the class metrics add to an evaluation of a conditional G at N = prc_n: their
+    scoring time on the evaluation's own features (the extractors compute the layers they use anyway) against
+    the time of the evaluation with FID/KID/IS alone; both timed on the same samples, median over the rounds."""
     p, n = ctx.profile, ctx.profile.prc_n
-    cfg = ctx.cfg(EXP)
-    G = build(cfg.model, 32, 10)[0].to(ctx.device)
+    G = build(ctx.cfg(EXP).model, 32, 10)[0].to(ctx.device)
     with cache_at(ctx.tmp / "cache-prc"):
-        base = evaluator(ctx, images, names, n, 10, prc=False, classes=False)
-        full = evaluator(ctx, images, names, n, 10, prc=True, classes=True)
-    t = {"base": [], "full": []}
-    for i in range(p.eval_reps):
-        for k, ev in (("base", base), ("full", full)) if i % 2 == 0 else (("full", full), ("base", base)):
-            t[k].append(timed(lambda ev=ev: ev(G, n), ctx.device)[1])
-    cost = statistics.median(f / b for f, b in zip(t["full"], t["base"])) - 1
-    ctx.report.md(f"Precision/recall + class consistency (conditional {EXP} G, N = {n:,} vs {len(base.ref_images):,} "
-                  f"reference images, extractors {', '.join(names)}): FID/KID/IS "
-                  f"{statistics.median(t['base']):.2f} s, with them {statistics.median(t['full']):.2f} s → "
-                  f"{cost * 100:+.1f} % (median of {len(t['base'])} paired runs, measured)", "")
-    ctx.report.data(prc={"n": n, "base_s": t["base"], "with_prc_classes_s": t["full"], "added": cost})
+        ev = evaluator(ctx, images, names, n, 10, prc=True, classes=True)
+    base = {**ev.want, "prc": False, "classes": False, "class_acc": False}
+    runs = [time_eval(ev, G, n, base, {"prc": True, "classes": True, "class_acc": True}) for _ in range(p.eval_reps)]
+    cost = statistics.median(r["extra"] / r["total"] for r in runs)
+    t_base, t_extra = statistics.median(r["total"] for r in runs), statistics.median(r["extra"] for r in runs)
+    ctx.report.md(f"Precision/recall + class consistency (conditional {EXP} G, N = {n:,} vs {len(ev.ref_images):,} "
+                  f"reference images, extractors {', '.join(names)}): an evaluation with FID/KID/IS takes "
+                  f"{t_base:.2f} s, scoring precision/recall and the class metrics on its features {t_extra:.2f} s "
+                  f"more → {cost * 100:+.1f} % (median of {len(runs)} run(s), measured)", "")
+    ctx.report.data(prc={"n": n, "runs": runs, "added": cost})
     return cost
 
 
@@ -164,7 +172,7 @@ def share(ctx: Context, per_ext: dict, n_images: int) -> float:
         steps = total_steps(cfg, n_images)
         n_evals = (steps // m.every + (steps % m.every != 0)) if m.every else 1
         N = m.num_samples
-        ev_s = gen * N + sum(pe["features_per_sample_s"] * N + pe["scores_s"] for pe in per_ext.values())
+        ev_s = gen * N + sum(pe["features_per_sample_s"] * N + scores_at(pe, N) for pe in per_ext.values())
         R = min(m.ref_samples or n_images, n_images)
         ref_s = sum(pe["ref_cached_s"] + pe["ref_per_image_s"] * R for pe in per_ext.values())
         train_s, metr = steps * st, n_evals * ev_s
@@ -182,7 +190,7 @@ def share(ctx: Context, per_ext: dict, n_images: int) -> float:
     rep.table(["experiment", "arch", "step", "step measured as", "steps", "every", "N", "one evaluation",
                "reference: images, s", "share (cached ref.)", "share (first run)"], rows)
     rep.md("one evaluation = N × (generation s/sample of this G, measured at its eval batch + features s/sample) "
-           "+ the scores' cost at the largest measured N; reference = statistics of the run's reference images, "
+           "+ the scores' cost measured at the nearest N ≥ its N (else the largest); reference = statistics of the run's reference images, "
            "paid once (first run on a machine; later runs read the cache); share = metrics ÷ (steps × step + "
            "metrics). Grids and checkpoints are not metrics and not counted.", "")
     rep.data(share=data)
