@@ -37,12 +37,10 @@ test: $(VENV) chromium
 tensorboard: $(VENV)
 	$(PY) -m tensorboard.main --logdir logs --host 127.0.0.1 --port $${PORT:-6006}
 
+# Speed, levers, metric cost, FID check, memory; report in bench-out/, exit 1 when a target is missed
+# (ARGS="--quick", "--sections speed,levers", "--device cuda").
 bench: $(VENV)
 	$(PY) -m gan.bench $(ARGS)
-
-# dcgan vs sngan for the same wall-clock training time, FID/KID side by side (a script, not a test).
-bench-quality: $(VENV)
-	$(PY) -m gan.bench_quality $(ARGS)
 
 # A headless-Chromium picture of TensorBoard's scalars page for the runs under logs/.
 screenshot: $(VENV) chromium
@@ -59,3 +57,8 @@ sweep-evidence: $(VENV)
 # 20 SIGKILLs at random moments, each resumed; the final state equals an unbroken run's bit for bit (CI runs 5).
 kills: $(VENV)
 	GAN_KILLS=20 $(PY) -m pytest -q tests/test_kills.py $(PYTEST_ARGS)
+
+# dcgan vs sngan for the same training time (train.minutes), FID/KID and images seen side by side (a script, not
+# a test): ARGS="--minutes 10 --exps dcgan,sngan".
+bench-quality: $(VENV)
+	$(PY) -m gan.bench.quality $(ARGS)
