@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gan import tomlfile
 from gan.errors import GanError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
@@ -302,7 +303,7 @@ def _explicit_wins(cfg: Config, given: dict[tuple[str, str], str], path: Path) -
             if gs != sec or (k != "*" and ALIASES.get((gs, gk), gk) != k) or (gs, gk) == (msec, mk) \
                     or not masked(cfg):
                 continue
-            have = _toml_value(getattr(getattr(cfg, msec), mk))
+            have = tomlfile.value(getattr(getattr(cfg, msec), mk))
             if (msec, mk) in given:
                 raise GanError(f"--set {item} and --set {given[(msec, mk)]} contradict each other: {msec}.{mk} = "
                                f"{have} makes {gs}.{gk} meaningless; choose one")
@@ -332,29 +333,6 @@ def resolve_path(exp: str) -> Path:
     return p
 
 
-def parse_toml(raw: bytes, where: str) -> dict:
-    """TOML is UTF-8 text: say what else a file is (UTF-16, Latin-1, binary) in one line."""
-    if raw.startswith((b"\xff\xfe\0\0", b"\0\0\xfe\xff")):
-        raise GanError(f"{where}: UTF-32 text; TOML files are UTF-8 (save it as UTF-8)")
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise GanError(f"{where}: UTF-16 text; TOML files are UTF-8 (save it as UTF-8)")
-    nul = raw.find(b"\0")
-    if nul >= 0:
-        raise GanError(f"{where}: NUL byte at offset {nul}: not UTF-8 text (UTF-16 without a BOM, or binary?)")
-    try:
-        text = raw.decode("utf-8-sig")  # a leading BOM, as some Windows editors write, is harmless
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise GanError(f"{where}: not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}; TOML files are "
-                       f"UTF-8: Latin-1 or binary?)") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise GanError(f"{where}: TOML syntax error: {e}") from None
-    except RecursionError:
-        raise GanError(f"{where}: TOML syntax error: nested too deeply") from None
-
-
 def load(exp: str, overrides: list[str] | None = None) -> Config:
     """Read an experiment by name or path, apply `--set` overrides, validate everything."""
     path = resolve_path(exp)
@@ -362,7 +340,7 @@ def load(exp: str, overrides: list[str] | None = None) -> Config:
         raw = path.read_bytes()
     except OSError as e:
         raise GanError(f"{path}: cannot read ({e.strerror or e})") from None
-    doc = parse_toml(raw, str(path))
+    doc = tomlfile.parse(raw, str(path))
     for item in overrides or []:
         section, key, value = parse_override(item)
         doc.setdefault(section, {})
@@ -388,23 +366,7 @@ def validate(doc: dict, where: str, stem: str, given: dict | None = None, path: 
 
 def to_toml(cfg: Config) -> str:
     """The resolved config as TOML (written to every run folder)."""
-    lines = []
-    for section, values in cfg.to_dict().items():
-        lines.append(f"[{section}]")
-        for k, v in values.items():
-            lines.append(f"{k} = {_toml_value(v)}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return repr(v)
+    return tomlfile.dumps(cfg.to_dict())
 
 
 def keys_doc() -> list[tuple[str, str, str]]:
@@ -413,5 +375,5 @@ def keys_doc() -> list[tuple[str, str, str]]:
     for section, cls in _SECTION_CLS.items():
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append((f"{section}.{key(f)}", _toml_value(default), f.metadata["doc"]))
+            rows.append((f"{section}.{key(f)}", tomlfile.value(default), f.metadata["doc"]))
     return rows

@@ -88,7 +88,7 @@ def tiny_toml(path: Path, npz: Path, **sections) -> Path:
     }
     for sec, vals in sections.items():
         base.setdefault(sec, {}).update(vals)
-    from gan.config import _toml_value
+    from gan.tomlfile import value as _toml_value
 
     lines = []
     for sec, vals in base.items():

@@ -1,21 +1,43 @@
-"""The offline c10 feature extractor: registration, shapes, packaged weights, and that its FID means something."""
+"""The offline c10 feature extractor: registration, shapes, packaged weights and their record, its training
+loop, the held-out reference, and that its FID means something."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch_fidelity.metric_isc import isc_featuresdict_to_metric
 
-from gan import features
+from gan import c10_train, features
+from gan.device import bf16_supported
+from gan.errors import GanError
 from gan.features import FeatureExtractorC10
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "cifar10"
+
+
+def _shared() -> Path:
+    """../shared/data/cifar10 beside this checkout, or beside the main checkout when this is a git worktree
+    (its .git file points into <main>/.git/worktrees/<name>)."""
+    here = ROOT.parent / "shared" / "data" / "cifar10"
+    git = ROOT / ".git"
+    if here.is_dir() or not git.is_file() or not git.read_text().startswith("gitdir:"):
+        return here
+    main = Path(git.read_text().split(":", 1)[1].strip()).parents[2]
+    return main.parent / "shared" / "data" / "cifar10"
+
+
+SHARED = _shared()
 needs_data = pytest.mark.skipif(
     not (SHARED / "test-00.npz").is_file() or not (SHARED / "train-00.npz").is_file(),
     reason=f"CIFAR-10 shards not found under {SHARED}",
 )
+needs_all_shards = pytest.mark.skipif(
+    not all((SHARED / f"train-{k:02d}.npz").is_file() for k in range(10)) or not (SHARED / "test-00.npz").is_file(),
+    reason=f"CIFAR-10 train-00..09 and test-00 not all under {SHARED}",
+)
+RECORD = features.card()
 
 
 def _nchw(path: Path, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,14 +72,41 @@ def test_feature_shapes(extractor, size):
 
 
 def test_rejects_float_input(extractor):
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="Expecting image as torch.Tensor with dtype=torch.uint8"):
         extractor(torch.rand(2, 3, 32, 32))
 
 
 def test_packaged_weights_match_their_record():
-    record = json.loads((features.WEIGHTS.parent / "c10.json").read_text())
-    assert features.weights_sha256() == record["sha256"]
-    assert features.WEIGHTS.stat().st_size == record["bytes"] <= 2 * 1024 * 1024
+    assert features.weights_sha256() == RECORD["sha256"]
+    assert features.WEIGHTS.stat().st_size == RECORD["bytes"] <= 2 * 1024 * 1024
+    net = features.load_c10()
+    assert features.count_macs(net) == RECORD["macs_per_image"]
+    assert sum(p.numel() for p in net.parameters()) == RECORD["params"]
+    # The record says how to reproduce the weights and which images they saw.
+    assert RECORD["command"].startswith("gan features train ") and f"--epochs {RECORD['epochs']}" in RECORD["command"]
+    assert RECORD["train_shards"] == [f"train-{k:02d}.npz" for k in range(9)] and RECORD["train_images"] == 45000
+    assert RECORD["heldout_shards"] == ["train-09.npz"]
+    assert isinstance(RECORD["bf16"], bool) and RECORD["torch"] and RECORD["cpu"]
+
+
+@needs_all_shards
+def test_recorded_content_hashes_match_the_shards():
+    from gan.data import load_npz
+
+    assert features.images_sha256(load_npz(str(SHARED / "train-0[0-8].npz"))[0]) == RECORD["train_sha256"]
+    assert features.images_sha256(load_npz(str(SHARED / "train-09.npz"))[0]) == RECORD["heldout_sha256"]
+
+
+@needs_data
+def test_images_sha256_is_the_provenance_content_hash():
+    from gan.data import load_npz
+
+    if not all((SHARED / f"train-{k:02d}.npz").is_file() for k in range(3)):
+        pytest.skip("train-00..02 not all present")
+    x, _ = load_npz(str(SHARED / "train-0[0-2].npz"))  # PROVENANCE.txt: images 0..14,999 as one uint8 buffer
+    assert features.images_sha256(x) == "f20e334b53ac70556bf5720256f2eecc500d6be3526a57d4e773ba4bb2e12a9d"
+    with pytest.raises(GanError, match="expected uint8"):
+        features.images_sha256(x.astype(np.float32))
 
 
 def test_bn_folding_keeps_outputs():
@@ -71,10 +120,25 @@ def test_bn_folding_keeps_outputs():
 
 @needs_data
 def test_heldout_accuracy(extractor):
-    x, y = _nchw(SHARED / "test-00.npz", 500)
+    x, y = _nchw(SHARED / "test-00.npz", 1000)
     logits = features.extract(extractor, x)["logits"]
     acc = (logits.argmax(1) == y).float().mean().item()
-    assert acc >= 0.80, f"held-out accuracy {acc:.3f} on the first 500 of test-00.npz"
+    assert acc >= 0.90, f"held-out accuracy {acc:.3f} on the 1,000 images of test-00.npz"
+    assert acc == pytest.approx(RECORD["accuracy"], abs=0.002)  # BN folding may flip a borderline image, no more
+
+
+@needs_all_shards
+def test_heldout_reference_is_the_shard_c10_never_saw(tmp_path):
+    x, why = features.heldout_reference(str(SHARED))
+    assert x is not None, why
+    assert x.shape == (5000, 3, 32, 32) and x.dtype == torch.uint8 and "train-09.npz" in why
+    assert features.images_sha256(x.permute(0, 2, 3, 1).contiguous().numpy()) == RECORD["heldout_sha256"]
+
+    none, why = features.heldout_reference(str(tmp_path))
+    assert none is None and "train-09.npz" in why and "\n" not in why
+    np.savez(tmp_path / "train-09.npz", images=np.zeros((4, 32, 32, 3), np.uint8))
+    none, why = features.heldout_reference(str(tmp_path))
+    assert none is None and "content sha256" in why
 
 
 @needs_data
@@ -114,4 +178,55 @@ def test_calculate_metrics_uses_c10(extractor):
     )
     ours = features.fid_c10(extractor, a, b)
     assert m["frechet_inception_distance"] == pytest.approx(ours, rel=1e-6)
-    assert m["inception_score_mean"] > 1.0 and "kernel_inception_distance_mean" in m
+    assert "kernel_inception_distance_mean" in m
+    # IS comes from c10's logits of input1, with torch-fidelity's defaults (10 splits, shuffled, seed 2020).
+    own_is = isc_featuresdict_to_metric(features.extract(extractor, a), "logits", **IS_KW)
+    assert m["inception_score_mean"] == pytest.approx(own_is["inception_score_mean"], rel=1e-6)
+
+
+IS_KW = {"isc_splits": 10, "samples_shuffle": True, "rng_seed": 2020, "verbose": False}
+
+
+@needs_data
+def test_inception_score_separates_real_from_noise(extractor):
+    x, _ = _nchw(SHARED / "train-00.npz", 500)
+    noise = torch.randint(0, 256, x.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    real = isc_featuresdict_to_metric(features.extract(extractor, x), "logits", **IS_KW)["inception_score_mean"]
+    fake = isc_featuresdict_to_metric(features.extract(extractor, noise), "logits", **IS_KW)["inception_score_mean"]
+    assert real > 2 * fake and real > 4.0, (real, fake)  # 10 classes: IS of real CIFAR-10 is close to 10
+
+
+def test_augment_is_crop_then_flip():
+    gen = torch.Generator().manual_seed(0)
+    x_pad = torch.randint(0, 256, (10, 3, 40, 40), dtype=torch.uint8, generator=gen)
+    idx, dx, dy = torch.tensor([3, 1, 7, 3]), torch.tensor([0, 8, 5, 2]), torch.tensor([2, 0, 8, 4])
+    flip = torch.tensor([True, False, True, False])
+    ref = torch.stack([x_pad[i, :, dy[k] : dy[k] + 32, dx[k] : dx[k] + 32] for k, i in enumerate(idx.tolist())])
+    ref = torch.where(flip.view(-1, 1, 1, 1), ref.flip(3), ref)
+    assert torch.equal(c10_train.augment(x_pad, idx, dx, dy, flip), ref)
+
+
+def test_training_is_deterministic_and_recorded(tiny_npz, tmp_path):
+    recipe = c10_train.Recipe(batch=32)
+    a = c10_train.train(str(tiny_npz), None, 1, 0, tmp_path / "a.pt", recipe=recipe, command="x", log=lambda *_: None)
+    b = c10_train.train(str(tiny_npz), None, 1, 0, tmp_path / "b.pt", recipe=recipe, command="x", log=lambda *_: None)
+    assert a["sha256"] == b["sha256"] == features.weights_sha256(tmp_path / "a.pt")
+    assert a["bf16"] == bf16_supported(torch.device("cpu"))[0] and a["train_images"] == 192 - 19 and a["epochs"] == 1
+    assert a["heldout_shards"] == [] and a["heldout_sha256"] is None  # no train-*.npz beside tiny.npz
+    features.load_c10(tmp_path / "a.pt")  # loads as a C10Net
+    with pytest.raises(GanError, match="fewer than one batch"):
+        c10_train.train(str(tiny_npz), None, 1, 0, tmp_path / "c.pt", log=lambda *_: None)
+
+
+def test_cli_train_never_overwrites(tiny_npz, tmp_path):
+    from typer.testing import CliRunner
+
+    from gan.cli import app
+
+    for existing in ("w.pt", "w.json"):
+        (tmp_path / existing).write_text("keep")
+        r = CliRunner().invoke(app, ["features", "train", "--data", str(tiny_npz), "--epochs", "1",
+                                     "--out", str(tmp_path / "w.pt")])
+        assert r.exit_code == 2 and "exists" in r.output
+        assert (tmp_path / existing).read_text() == "keep"
+        (tmp_path / existing).unlink()

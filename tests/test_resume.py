@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan import checkpoint, config
+from gan import checkpoint, config, tomlfile
 from tests.conftest import events, gan_cli, make_images, tiny_toml
 from tests.test_kills import assert_same_tensors
 
@@ -98,7 +98,7 @@ def _locked() -> list[str]:
             k = config.key(f)
             if config.resume_locked(sec, k):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                out.append(f"{sec}.{k}={config._toml_value(default)}")
+                out.append(f"{sec}.{k}={tomlfile.value(default)}")
     return out
 
 

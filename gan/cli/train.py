@@ -94,7 +94,7 @@ def train(
 def _same_experiment(exp: str, run: Path, set_: list[str]) -> None:
     """`gan train EXP --resume RUN` continues RUN with the run's own config: EXP (with the same --set) must be
     that config, else its differences would be dropped; the first one is named."""
-    from gan import config
+    from gan import config, tomlfile
 
     if not (run / "config.toml").is_file():
         return  # resume_cmd says what is wrong with the folder
@@ -103,10 +103,10 @@ def _same_experiment(exp: str, run: Path, set_: list[str]) -> None:
     for sec, vals in asked.items():
         for k, v in vals.items():
             if ran[sec][k] != v:
-                hint = (f"`gan resume {run} --set {sec}.{k}={config._toml_value(v)}`"
+                hint = (f"`gan resume {run} --set {sec}.{k}={tomlfile.value(v)}`"
                         if not config.resume_locked(sec, k) else "a new run (`gan train`)")
-                raise GanError(f"--resume {run}: {exp} has {sec}.{k} = {config._toml_value(v)}, the run "
-                               f"{config._toml_value(ran[sec][k])}; use {hint}")
+                raise GanError(f"--resume {run}: {exp} has {sec}.{k} = {tomlfile.value(v)}, the run "
+                               f"{tomlfile.value(ran[sec][k])}; use {hint}")
 
 
 @app.command("resume")

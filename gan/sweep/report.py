@@ -24,7 +24,8 @@ from pathlib import Path
 
 from gan import fileio, tracking
 from gan.metrics import protocol
-from gan.runs import Series, best_point, fmt_duration, load_scalars
+from gan.events import Series, best_point, load_scalars
+from gan.runs import fmt_duration
 from gan.sweep.grid import safe_name
 from gan.sweep.manifest import Manifest, run_info
 
