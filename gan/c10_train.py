@@ -64,18 +64,8 @@ def heldout_shards(files: list[str]) -> list[str]:
     return [f for f in sorted(map(str, folder.glob("train-*.npz"))) if str(Path(f).resolve()) not in used]
 
 
-def train(train_path: str, test_path: str | None, epochs: int, seed: int, out: Path, recipe: Recipe = Recipe(),
-          command: str = "", log=print) -> dict:
-    """Train C10Net, save fp16 weights to `out` atomically; returns the record written to c10.json.
-
-    Held-out accuracy is measured on `test_path` when given (disjoint from training), else on a 10 %
-    split held out from the training images.
-    """
-    if epochs < 1:
-        raise GanError(f"features.train: epochs must be >= 1, got {epochs}")
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    files = npz_files(train_path)
+def _load(train_path: str, test_path: str | None, seed: int, gen: torch.Generator):
+    """Training and held-out images and labels; without `test_path`, 10 % of the training images held out."""
     x_np, y_np = load_npz(train_path)
     if y_np is None:
         raise GanError(f"features.train: '{train_path}' has no labels")
@@ -92,6 +82,22 @@ def train(train_path: str, test_path: str | None, epochs: int, seed: int, out: P
         xt_np, yt_np = x_np[perm[:n_hold]], y_np[perm[:n_hold]]
         x_np, y_np = x_np[perm[n_hold:]], y_np[perm[n_hold:]]
         test_path = f"10% of {train_path} (seed {seed})"
+    return x_np, y_np, xt_np, yt_np, test_path, train_sha
+
+
+def train(train_path: str, test_path: str | None, epochs: int, seed: int, out: Path, recipe: Recipe = Recipe(),
+          command: str = "", log=print) -> dict:
+    """Train C10Net, save fp16 weights to `out` atomically; returns the record written to c10.json.
+
+    Held-out accuracy is measured on `test_path` when given (disjoint from training), else on a 10 %
+    split held out from the training images.
+    """
+    if epochs < 1:
+        raise GanError(f"features.train: epochs must be >= 1, got {epochs}")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    files = npz_files(train_path)
+    x_np, y_np, xt_np, yt_np, test_path, train_sha = _load(train_path, test_path, seed, gen)
 
     p = recipe.pad
     x_pad = torch.from_numpy(np.pad(x_np, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect"))

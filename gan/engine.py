@@ -218,7 +218,8 @@ class Trainer:
         agree_every = t.log_every if self.dist.ddp else 1  # ranks agree on a stop only where they sync anyway
         stopping = time_up = False
         first_step, secs0 = self.step, self.train_seconds
-        with tracking.progress_bar(c.experiment.name, self.steps, self.step, self.quiet, self._status) as bar:
+        budget = (lambda: 60 * t.minutes - self.train_seconds) if t.minutes else (lambda: None)
+        with tracking.progress_bar(c.experiment.name, self.steps, self.step, self.quiet, self._status, budget) as bar:
             while True:
                 self.acc += self.train_step()
                 self.n_acc += 1

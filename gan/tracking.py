@@ -313,20 +313,23 @@ def long_run_note(steps_left: int, first_step_seconds: float, minutes: float) ->
 
 
 @contextlib.contextmanager
-def progress_bar(name: str, total: int, done: int, quiet: bool, status):
-    """A rich progress bar; yields a function of the step that updates it (`status()` gives its text)."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+def progress_bar(name: str, total: int, done: int, quiet: bool, status, budget_left=lambda: None):
+    """A rich progress bar; yields a function of the step that updates it (`status()` gives its text). The ETA is
+    the step plan's or, when sooner, the time budget's (`budget_left()`: seconds of train.minutes left, or None)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
                    TextColumn("{task.fields[status]}"), console=console, disable=quiet, transient=False)
-    task = bar.add_task(name, total=total, completed=done, status="", rate="")
+    task = bar.add_task(name, total=total, completed=done, status="", rate="", eta="-")
     t0 = time.perf_counter()
 
     def update(step: int) -> None:
         rate = (step - done) / max(time.perf_counter() - t0, 1e-9)
-        bar.update(task, completed=step, rate=f"{rate:.2f} it/s", status=status())
+        left = [(total - step) / rate] if rate > 0 else []
+        left += [b for b in [budget_left()] if b is not None]
+        eta = str(dt.timedelta(seconds=round(max(0.0, min(left))))) if left else "-"
+        bar.update(task, completed=step, rate=f"{rate:.2f} it/s", status=status(), eta=eta)
 
     with bar:
         yield update

@@ -215,3 +215,36 @@ def test_screenshot_of_tensorboard(two_runs, tmp_path):
     img = np.asarray(Image.open(out).convert("RGB"))
     assert img.shape[:2] == (1000, 1400) and img.std() > 5
     assert not [p for p in tmp_path.iterdir() if p.name != "tb.png"]  # no temp file left beside it
+
+
+def test_two_extractors_never_share_a_tag_column_or_chart(tmp_path, tiny_npz, standin_weights):
+    """One run, a stand-in Inception beside c10: one FID per extractor, each under its own tag, HParams column and
+    Custom Scalars category; c10's FID judges the run (best.pt, run.json, `gan runs`), never the stand-in's."""
+    from gan.engine import Trainer
+    from gan.metrics.protocol import extractor_label
+    from gan.tracking import layout
+    from tests.conftest import tiny_toml
+
+    metrics = {"enabled": True, "every": 3, "num_samples": 6, "ref_samples": 8, "batch_size": 16, "is": False,
+               "extractors": ["inception", "c10"], "inception_weights": str(standin_weights)}
+    cfg = config.load(str(tiny_toml(tmp_path / "two.toml", tiny_npz, metrics=metrics)))
+    r = Trainer(cfg, device="cpu", logs=tmp_path / "logs", quiet=True).run()
+    assert r.status == "completed"
+    sfx = f"_inception_{fileio.sha256_file(standin_weights)[:8]}"
+    scalars = set(events(r.run_dir).Tags()["scalars"])
+    for s in ("_c10", sfx):
+        assert {f"metrics/fid{s}", f"metrics/kid{s}", f"hparam/best_fid{s}", f"hparam/final_fid{s}"} <= scalars, s
+    assert not {"metrics/fid", "hparam/best_fid", "hparam/final_fid"} & scalars  # no column mixes two extractors
+    info = json.loads((r.run_dir / "run.json").read_text())
+    assert info["primary_metric"]["tag"] == "metrics/fid_c10"
+    c10 = [e.value for e in events(r.run_dir).Scalars("metrics/fid_c10")]
+    assert info["best"]["tag"] == "metrics/fid_c10" and info["best"]["value"] == pytest.approx(min(c10), rel=1e-6)
+    best = fileio.load_torch(r.run_dir / "checkpoints" / "best.pt")["best"]  # best.pt was chosen by c10's FID
+    assert best["tag"] == "metrics/fid_c10" and best["value"] == pytest.approx(min(c10), rel=1e-6)
+    cats = layout(["_c10", sfx])["category"]
+    assert [c["title"] for c in cats] == [f"metrics · {extractor_label('_c10')}", f"metrics · {extractor_label(sfx)}",
+                                          "training"]
+    for cat, s in zip(cats, ("_c10", sfx)):  # one chart per metric, each holding one extractor's tag
+        assert all(t.endswith(f"{s}$") for ch in cat["chart"] for t in ch["multiline"]["tag"]), cat
+    out = cli("runs", "--logs", tmp_path / "logs")
+    assert out.exit_code == 0 and "FID c10" in out.stdout and "not standard" not in out.stdout, out.stdout

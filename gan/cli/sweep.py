@@ -113,19 +113,7 @@ def sweep_cmd(
     from gan.sweep import grid, search as gsearch
     from gan.sweep.manifest import Manifest
 
-    from gan.sweep.launchers import KINDS
-
-    kind = launcher or "local"
-    if kind not in KINDS:
-        raise GanError(f"--launcher {kind!r}: expected one of {', '.join(KINDS)}")
-    if kind == "local" and submitit_:
-        raise GanError("--submitit is for --launcher slurm or submitit-local")
-    if array and kind != "slurm":
-        raise GanError("--array is for --launcher slurm (job arrays are Slurm's; a local executor would start "
-                       "every run at once)")
-    params = _params(submitit_)
-    if kind == "slurm" and shutil.which("sbatch") is None:
-        raise GanError("--launcher slurm: no sbatch on this machine (run the sweep on a Slurm login node)")
+    kind, params = _launcher(launcher, submitit_, array)
     if report is not None or resume is not None:
         if exp is not None or grid_ or set_ or sample or trials or name or dry_run:
             raise GanError("--resume/--report take a sweep folder only: the sweep's own settings are in its "
@@ -167,6 +155,23 @@ def sweep_cmd(
     man = Manifest.create(folder, **fields)
     console.print(f"sweep [bold]{folder}[/]: {trials or len(runs)} runs, {len(slots)} at once")
     _run(man, kind, params, array, jobs, csv_)
+
+
+def _launcher(launcher: str | None, submitit_: list[str], array: bool) -> tuple[str, dict]:
+    """The launcher kind and its submitit parameters, every combination checked before anything starts."""
+    from gan.sweep.launchers import KINDS
+
+    kind = launcher or "local"
+    if kind not in KINDS:
+        raise GanError(f"--launcher {kind!r}: expected one of {', '.join(KINDS)}")
+    if kind == "local" and submitit_:
+        raise GanError("--submitit is for --launcher slurm or submitit-local")
+    if array and kind != "slurm":
+        raise GanError("--array is for --launcher slurm (job arrays are Slurm's; a local executor would start "
+                       "every run at once)")
+    if kind == "slurm" and shutil.which("sbatch") is None:
+        raise GanError("--launcher slurm: no sbatch on this machine (run the sweep on a Slurm login node)")
+    return kind, _params(submitit_)
 
 
 def _dry_run(runs, slots, dists, trials: int, exp: str) -> None:
