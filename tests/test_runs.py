@@ -241,10 +241,9 @@ def test_two_extractors_never_share_a_tag_column_or_chart(tmp_path, tiny_npz, st
     assert info["best"]["tag"] == "metrics/fid_c10" and info["best"]["value"] == pytest.approx(min(c10), rel=1e-6)
     best = fileio.load_torch(r.run_dir / "checkpoints" / "best.pt")["best"]  # best.pt was chosen by c10's FID
     assert best["tag"] == "metrics/fid_c10" and best["value"] == pytest.approx(min(c10), rel=1e-6)
-    cats = layout(["_c10", sfx])["category"]
-    assert [c["title"] for c in cats] == [f"metrics · {extractor_label('_c10')}", f"metrics · {extractor_label(sfx)}",
-                                          "training"]
-    for cat, s in zip(cats, ("_c10", sfx)):  # one chart per metric, each holding one extractor's tag
-        assert all(t.endswith(f"{s}$") for ch in cat["chart"] for t in ch["multiline"]["tag"]), cat
+    cats = layout(["_c10", sfx])
+    assert list(cats) == [f"metrics · {extractor_label('_c10')}", f"metrics · {extractor_label(sfx)}", "training"]
+    for (title, charts), s in zip(cats.items(), ("_c10", sfx)):  # every chart of a category: one extractor's tags
+        assert all(t.endswith(f"{s}$") for _, tags in charts.values() for t in tags), title
     out = cli("runs", "--logs", tmp_path / "logs")
     assert out.exit_code == 0 and "FID c10" in out.stdout and "not standard" not in out.stdout, out.stdout
