@@ -8,7 +8,6 @@ thread count and machine type.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 
 from gan import fileio
 from gan.data import load_npz, npz_files
-from gan.device import bf16_supported
+from gan.device import bf16_supported, cpu_info
 from gan.errors import GanError
 from gan.features import C10Net, accuracy, count_macs, fp16_state_dict, images_sha256, weights_sha256
 
@@ -34,16 +33,6 @@ class Recipe:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     pad: int = 4             # random translation by up to `pad` px (reflect padding)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def augment(x_pad: torch.Tensor, idx: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, flip: torch.Tensor,
@@ -171,7 +160,7 @@ def train(train_path: str, test_path: str | None, epochs: int, seed: int, out: P
         "train_sha256": train_sha,
         "heldout_shards": [Path(f).name for f in held],
         "heldout_sha256": images_sha256(np.concatenate([load_npz(f)[0] for f in held])) if held else None,
-        "torch": torch.__version__, "cpu": cpu_model(), "command": command,
+        "torch": torch.__version__, "cpu": cpu_info()[0], "command": command,
     }
     log(f"c10: held-out accuracy {acc:.4f} on {test_path}; {seconds:.0f}s; {out} "
         f"{record['bytes']} bytes sha256 {record['sha256']}")

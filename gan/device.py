@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -91,3 +93,18 @@ def choose_precision(wanted: str, device: torch.device, G, D, z_dim: int, batch:
     log(f"train.precision = auto: {pick_} (one G+D step at batch {batch}: fp32 {t['fp32'] * 1000:.0f} ms, bf16 "
         f"{t['bf16'] * 1000:.0f} ms on {device})")
     return pick_
+
+
+# The ISA flags that decide which kernels oneDNN can use (bf16 at speed needs avx512_bf16 or amx_bf16).
+ISA = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_info() -> tuple[str, list[str]]:
+    """(model name, the ISA flags above that this CPU has)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or "unknown CPU", []
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown CPU")
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    return model, [f for f in ISA if f in flags]

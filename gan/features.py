@@ -28,7 +28,6 @@ Why this net:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -121,7 +120,9 @@ def images_sha256(images_nhwc: np.ndarray) -> str:
     """Content hash of images: sha256 of the C-order uint8 N x H x W x 3 buffer (independent of the npz zip)."""
     if images_nhwc.dtype != np.uint8 or images_nhwc.ndim != 4 or images_nhwc.shape[-1] != 3:
         raise GanError(f"images_sha256: expected uint8 NxHxWx3, got {images_nhwc.dtype} {tuple(images_nhwc.shape)}")
-    return hashlib.sha256(np.ascontiguousarray(images_nhwc).data).hexdigest()
+    from gan.data import content_hash
+
+    return content_hash(torch.from_numpy(images_nhwc))  # the same bytes, hashed where reference sets are
 
 
 def card() -> dict:

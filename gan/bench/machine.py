@@ -3,28 +3,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import platform
 import socket
-from pathlib import Path
 
 import torch
 
 from gan import device as gdevice
 from gan.tracking import git_commit, versions
 
-# The ISA flags that decide which kernels oneDNN can use (bf16 at speed needs avx512_bf16 or amx_bf16).
-ISA = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-
-
-def cpu() -> tuple[str, list[str]]:
-    """(model name, the ISA flags above that this CPU has)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or "unknown CPU", []
-    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown CPU")
-    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
-    return model, [f for f in ISA if f in flags]
+cpu = gdevice.cpu_info  # (model name, the ISA flags that decide oneDNN's kernels)
 
 
 def loadavg() -> list[float] | None:
