@@ -102,9 +102,3 @@ def set_rng_state(s: dict, device: torch.device | None = None) -> None:
             torch.cuda.set_rng_state(st, i)
         if s.get("cuda_device") is not None and device is not None and device.type == "cuda":
             torch.cuda.set_rng_state(s["cuda_device"], device)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

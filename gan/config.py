@@ -238,7 +238,7 @@ def cross_check(cfg: Config, where: str) -> None:
         augment.parse(cfg.train.diffaug)
     except ValueError as e:
         raise GanError(f"{where}: train.diffaug = {cfg.train.diffaug!r}: {e}") from None
-    from gan.tracking import check_name
+    from gan.rundir import check_name
 
     try:
         check_name(cfg.experiment.name, "experiment.name")

@@ -1,5 +1,5 @@
 """The one training loop for every model. Data lives on the device; losses stay there between log steps; one
-process or many (torchrun) run the same code through `Dist`; the main process alone writes (tracking.Recorder)."""
+process or many (torchrun) run the same code through `Dist`; the main process alone writes (rundir.Recorder)."""
 from __future__ import annotations
 
 import math
@@ -9,16 +9,19 @@ from pathlib import Path
 
 import torch
 
-from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, losses, nets as gnets, tracking
+from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, losses, nets as gnets
+from gan import rundir, seeding, writer
 from gan.augment import DiffAugment
 from gan.config import Config
 from gan.data import to_uint8, training_set
 from gan.dist import Dist
 from gan.errors import GanError
 from gan.metrics import evaluator as gmetrics, protocol
+from gan.models import count_params
 from gan.sampler import Sampler
 from gan.stop import Interrupted, Stop, at as moment  # moment(): a test hook, nothing otherwise
-from gan.tracking import console, now
+from gan.console import banner, console, long_run_note, progress_bar
+from gan.rundir import now
 
 
 def total_steps(cfg: Config, n_images: int) -> int:
@@ -53,7 +56,7 @@ class Trainer:
             quiet = console.quiet = True  # progress bar, logs and the closing lines: rank 0's only
         self.quiet, self.log = quiet, ((lambda *a, **k: None) if quiet else console.print)
         self.stop = stop or Stop(log=self.log)
-        checkpoint.seed_everything(c.experiment.seed)
+        seeding.seed_everything(c.experiment.seed)
         with self.stop.droppable():  # data first: a missing dataset or impossible batch fails before any folder
             moment("data")
             self.data = training_set(c, self.device, self.dist.world, self.log)
@@ -80,8 +83,8 @@ class Trainer:
                 for d in (self.run_dir, self.run_dir / "checkpoints", self.run_dir / "results"):
                     fileio.remove_stale_temps(d)
         else:
-            self.run_dir = self.dist.on_main(lambda: tracking.exact_run_dir(run_dir) if run_dir else
-                                             tracking.new_run_dir(Path(logs), c.experiment.name, name))
+            self.run_dir = self.dist.on_main(lambda: rundir.exact_run_dir(run_dir) if run_dir else
+                                             rundir.new_run_dir(Path(logs), c.experiment.name, name))
             self.precision = self.dist.broadcast(gdevice.choose_precision(
                 c.train.precision, self.device, self.nets.G, self.nets.D, c.model.z_dim, c.optim.batch_size //
                 self.dist.world, c.data.image_size, self.log, self.num_classes) if self.dist.is_main else None)
@@ -161,7 +164,7 @@ class Trainer:
     # ---- the run ---------------------------------------------------------------------------------
     def run(self) -> Result:
         first = self.step == 0
-        self.rec = tracking.Recorder(self.run_dir, self.dist.is_main, None if first else self.step + 1, self.log,
+        self.rec = rundir.Recorder(self.run_dir, self.dist.is_main, None if first else self.step + 1, self.log,
                                      self.cfg.train.save_png)
         self.acc, self.n_acc = torch.zeros(4, device=self.device), 0  # losses summed between log steps
         self.t_log = self.t_mark = time.perf_counter()
@@ -209,8 +212,9 @@ class Trainer:
                 seen = grids.grid(to_uint8(self.augment(real.float() / 127.5 - 1))) if self.augment else None
             self.rec.first_pictures(config_mod.to_toml(c), proto, self.metric_notes, self.primary, grids.grid(real),
                                     seen)
-        self.log(tracking.banner(self.run_dir, c, self.nets, d.describe(c.optim.batch_size, c.model.sync_batchnorm),
-                                 self.steps, self.precision, self.data))
+        where = d.describe(c.optim.batch_size, c.model.sync_batchnorm)
+        self.log(banner(self.run_dir, c, count_params(self.nets.G), count_params(self.nets.D), where, self.steps,
+                        self.precision, self.data))
 
     def _loop(self) -> str:
         c, t = self.cfg, self.cfg.train
@@ -219,14 +223,14 @@ class Trainer:
         stopping = time_up = False
         first_step, secs0 = self.step, self.train_seconds
         budget = (lambda: 60 * t.minutes - self.train_seconds) if t.minutes else (lambda: None)
-        with tracking.progress_bar(c.experiment.name, self.steps, self.step, self.quiet, self._status, budget) as bar:
+        with progress_bar(c.experiment.name, self.steps, self.step, self.quiet, self._status, budget) as bar:
             while True:
                 self.acc += self.train_step()
                 self.n_acc += 1
                 self.step += 1
                 self._clock()
                 if self.step == first_step + 1 and self.device.type == "cpu":  # sized for a GPU? say so at once
-                    note = tracking.long_run_note(self.steps - self.step, self.train_seconds - secs0, t.minutes)
+                    note = long_run_note(self.steps - self.step, self.train_seconds - secs0, t.minutes)
                     if note:
                         self.log(note)
                 if self.step % agree_every == 0 or self.step >= self.steps:
@@ -336,7 +340,7 @@ class Trainer:
 
     def _end(self, status: str) -> Result:
         done = status == "completed"
-        self.rec.ended(status, tracking.flatten(self.cfg.to_dict()) if done else None, self.history, step=self.step,
+        self.rec.ended(status, writer.flatten(self.cfg.to_dict()) if done else None, self.history, step=self.step,
                        best=self.best, train_seconds=round(self.train_seconds, 2))
         if done and self.cfg.train.export and self.dist.is_main:
             checkpoint.export(self.run_dir, self.state())

@@ -16,7 +16,8 @@ from gan import fileio
 from gan.data import CIFAR10_CLASSES
 from gan.errors import GanError
 from gan.runs import protocol_of
-from gan.tracking import console, now
+from gan.console import console
+from gan.rundir import now
 
 WHICH = ("last", "best")
 

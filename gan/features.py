@@ -1,7 +1,7 @@
 """Offline quality metrics: a compact CIFAR-10 classifier used as torch-fidelity feature extractor "c10".
 
 Standard FID needs Inception-v3 weights that cannot be downloaded here, so we train our own small
-CIFAR-10 classifier and compute FID/KID/IS on its features ("fid_c10", "kid_c10", "isc_c10").
+CIFAR-10 classifier and compute FID/KID/IS on its features (`metrics/fid_c10`, `kid_c10`, `is_c10`).
 These numbers are comparable only with each other (same weights, same sha256), never with published
 Inception FIDs. Training lives in gan/c10_train.py; the weights' card (recipe, accuracy, timing, the
 seen/unseen and distortion tables, the reference-set decision) is gan/weights/c10.md, their facts c10.json.
@@ -229,13 +229,6 @@ def extract(extractor: FeatureExtractorC10, images_uint8_nchw: torch.Tensor, bat
     return {name: torch.cat([o[k] for o in outs]).cpu() for k, name in enumerate(extractor.features_list)}
 
 
-def fid_c10(extractor: FeatureExtractorC10, a_uint8: torch.Tensor, b_uint8: torch.Tensor) -> float:
-    """FID on c10 "feat" features through torch-fidelity's own statistics and distance."""
-    sa = fid_featuresdict_to_statistics(extract(extractor, a_uint8), "feat")
-    sb = fid_featuresdict_to_statistics(extract(extractor, b_uint8), "feat")
-    return fid_statistics_to_metric(sa, sb, verbose=False)[KEY_METRIC_FID]
-
-
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     from torchvision.transforms.functional import gaussian_blur
 
@@ -291,8 +284,9 @@ def seen_unseen_table(seen_uint8: torch.Tensor, unseen_uint8: torch.Tensor, n: i
 
 
 def heldout_reference(data_root: str) -> tuple[torch.Tensor | None, str]:
-    """The shard c10 never trained on (train-09, per c10.json) as uint8 NCHW: fid_c10's reference when a run
-    trains on CIFAR-10, because generated images are unseen by c10 too. Else None and a one-line reason."""
+    """The shard c10 never trained on (train-09, per c10.json) as uint8 NCHW: the "unseen" side of `gan features
+    check`'s seen/unseen table (a run's own reference stays its training images, see above). Else None and a
+    one-line reason."""
     from gan.data import load_npz
 
     rec = card()

@@ -186,7 +186,7 @@ def test_two_processes_computing_one_reference_cache_leave_one_good_file(tmp_pat
 # ---- run.json -------------------------------------------------------------------------------------------------
 
 def test_damaged_run_json_is_moved_aside_never_overwritten(tmp_path, good_run):
-    from gan.tracking import RunInfo
+    from gan.rundir import RunInfo
 
     good = (good_run / "run.json").read_bytes()
     cases = truncations(good) | flips(good, 8, seed=2, to=b"\xff") | flips(good, 4, seed=3, to=b"\x00") | {

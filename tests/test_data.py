@@ -10,7 +10,7 @@ import torch
 
 from gan import config
 from gan.config import Data
-from gan.data import CIFAR10_CLASSES, Dataset, load_cifar10, load_dataset, load_images, load_npz, subset, to_tensor
+from gan.data import CIFAR10_CLASSES, Dataset, load_cifar10, load_dataset, load_npz, subset, to_tensor
 from gan.errors import GanError
 from gan.sampler import Sampler
 from tests.conftest import SHARED, make_images, needs_shared
@@ -61,8 +61,8 @@ def test_cifar10_torchvision_layout(tmp_path):
             pickle.dump({"data": chunk.transpose(0, 3, 1, 2).reshape(5, -1), "labels": [b] * 5}, f)
     x, y = load_cifar10(str(tmp_path))
     assert x.shape == (25, 32, 32, 3) and (x == imgs).all() and list(y[:6]) == [0] * 5 + [1]
-    x2, src = load_images(Data(dataset="cifar10", root=str(tmp_path)))
-    assert len(x2) == 25 and "25 images" in src
+    ds = load_dataset(Data(dataset="cifar10", root=str(tmp_path)))
+    assert len(ds.images) == 25 and (ds.images == imgs).all() and "25 images" in ds.source
 
 
 def test_cifar10_missing_without_network_is_one_line(tmp_path, monkeypatch):
@@ -130,8 +130,6 @@ def test_load_dataset_cifar10_names(tmp_path):
     ds = load_dataset(Data(dataset="cifar10", root=str(tmp_path)))
     assert ds.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     assert ds.labels.dtype == np.int64 and list(ds.labels[:3]) == [0, 1, 2]
-    x, src = load_images(Data(dataset="cifar10", root=str(tmp_path)))  # the thin wrapper
-    assert (x == ds.images).all() and src == ds.source
 
 
 def _png(path, a, mode=None):

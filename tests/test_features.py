@@ -13,6 +13,7 @@ from gan import c10_train, features
 from gan.device import bf16_supported
 from gan.errors import GanError
 from gan.features import FeatureExtractorC10
+from gan.metrics import extractors, scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,8 +177,11 @@ def test_calculate_metrics_uses_c10(extractor):
         input1=_Images(a), input2=_Images(b), fid=True, isc=True, kid=True, kid_subset_size=100,
         feature_extractor="c10", cuda=False, verbose=False, cache=False,
     )
-    ours = features.fid_c10(extractor, a, b)
-    assert m["frechet_inception_distance"] == pytest.approx(ours, rel=1e-6)
+    ext = extractors.load("c10", str(features.WEIGHTS), torch.device("cpu"))  # what a run's metrics use
+    fb = ext.features(b, 100)
+    ours, _, _ = scores.compute(ext, ext.features(a, 100), {"features": fb, **scores.fid_statistics(ext, fb)},
+                                {"fid": True})
+    assert m["frechet_inception_distance"] == pytest.approx(ours["fid"], rel=1e-6)
     assert "kernel_inception_distance_mean" in m
     # IS comes from c10's logits of input1, with torch-fidelity's defaults (10 splits, shuffled, seed 2020).
     own_is = isc_featuresdict_to_metric(features.extract(extractor, a), "logits", **IS_KW)

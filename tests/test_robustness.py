@@ -150,7 +150,7 @@ def test_checkpoint_with_code_is_refused(tmp_path, monkeypatch):
 
 
 def _claim_run_dir(args) -> str:
-    from gan.tracking import new_run_dir
+    from gan.rundir import new_run_dir
 
     barrier, logs = args
     barrier.wait()  # every process asks in the same instant (and so in the same second)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from gan import board, config, fileio, runs
 from gan.cli import app as APP
-from gan.tracking import Tracker, flatten, hparam_metrics
+from gan.writer import Tracker, flatten, hparam_metrics
 from tests.conftest import copy_run, events, hparams_tags
 
 
@@ -222,7 +222,7 @@ def test_two_extractors_never_share_a_tag_column_or_chart(tmp_path, tiny_npz, st
     Custom Scalars category; c10's FID judges the run (best.pt, run.json, `gan runs`), never the stand-in's."""
     from gan.engine import Trainer
     from gan.metrics.protocol import extractor_label
-    from gan.tracking import layout
+    from gan.writer import layout
     from tests.conftest import tiny_toml
 
     metrics = {"enabled": True, "every": 3, "num_samples": 6, "ref_samples": 8, "batch_size": 16, "is": False,

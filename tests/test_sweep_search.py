@@ -140,3 +140,32 @@ def test_a_resumed_search_continues_its_study_and_fails_trials_it_never_wrote_do
     states = {t.number: t.state for t in again.study.trials}
     assert states == {0: optuna.trial.TrialState.RUNNING, orphan.number: optuna.trial.TrialState.FAIL}
     assert again.more() and again.new_entry()["trial"] == 2  # the same study, numbered on
+
+
+def test_a_resumed_running_trial_reports_through_a_trial_asked_anew_with_its_points(tmp_path):
+    """Optuna gives no Trial for one asked by an earlier session: the run continues as a new trial with the same
+    parameters and the points it already reported; the old one is told failed, the manifest names the new one."""
+    import optuna
+
+    from gan.sweep import search
+    from gan.sweep.manifest import Manifest
+
+    dists = search.parse(["optim.g_lr=loguniform:1e-5:1e-3", "loss.name=choice:hinge,bce"])
+    fields = search.manifest_fields(dists, 4, 2, 3, None, tmp_path, "s")
+    man = Manifest.create(tmp_path, grid={}, runs=[], search=fields)
+    first = search.Search(man)
+    entry = first.new_entry()
+    first._live(entry).report(40.0, 3)  # this session's own trial: no new one
+    assert entry["trial"] == 0 and len(first.study.trials) == 1
+    again = search.Search(Manifest.load(tmp_path))  # the sweep resumed
+    e = again.man.runs[0]
+    again._live(e).report(35.0, 6)
+    trials = {t.number: t for t in again.study.trials}
+    assert e["trial"] == Manifest.load(tmp_path).runs[0]["trial"] == 1 and e["folder"] == entry["folder"]
+    assert trials[0].state == optuna.trial.TrialState.FAIL and trials[1].state == optuna.trial.TrialState.RUNNING
+    assert trials[1].params == trials[0].params and trials[1].intermediate_values == {3: 40.0, 6: 35.0}
+    assert trials[1].user_attrs == {"continues_trial": 0}
+    again._live(e).report(30.0, 9)  # asked once: the same trial afterwards
+    assert len(again.study.trials) == 2
+    again.finished(e, "completed", {"best": {"value": 30.0}})
+    assert again.study.trials[1].state == optuna.trial.TrialState.COMPLETE and again.study.trials[1].value == 30.0

@@ -8,7 +8,7 @@ import socket
 import torch
 
 from gan import device as gdevice
-from gan.tracking import git_commit, versions
+from gan.rundir import git_commit, versions
 
 cpu = gdevice.cpu_info  # (model name, the ISA flags that decide oneDNN's kernels)
 

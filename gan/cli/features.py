@@ -8,7 +8,7 @@ import typer
 
 from gan.cli import app
 from gan.errors import GanError, friendly
-from gan.tracking import console
+from gan.console import console
 
 features_app = typer.Typer(no_args_is_help=True, help="Our CIFAR-10 feature extractor (c10) for offline metrics.")
 app.add_typer(features_app, name="features")

@@ -11,7 +11,7 @@ from gan.cli import app
 from gan.errors import GanError, friendly
 from gan.metrics.protocol import EXTRACTOR_SUFFIX
 from gan.runs import find_runs, resolve_run, runs_table
-from gan.tracking import console
+from gan.console import console
 
 RUN_HELP = "run folder, <experiment>/<run-id> or run id"
 LOGS = typer.Option(Path("logs"), help="root folder of the runs")

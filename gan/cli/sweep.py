@@ -10,7 +10,7 @@ import typer
 
 from gan.cli import app
 from gan.errors import GanError, friendly
-from gan.tracking import console
+from gan.console import console
 
 
 def _params(items: list[str]) -> dict:
@@ -109,7 +109,7 @@ def sweep_cmd(
     csv_: Optional[Path] = typer.Option(None, "--csv", help="also write the ranking as CSV"),
 ) -> None:
     """Run a grid (or an Optuna search) of runs × seeds, J at once; rank the settings by best FID over seeds."""
-    from gan import tracking
+    from gan import rundir
     from gan.sweep import grid, search as gsearch
     from gan.sweep.manifest import Manifest
 
@@ -127,7 +127,7 @@ def sweep_cmd(
     if exp is None:
         raise GanError("give an experiment (gan sweep EXP --grid KEY=V1,V2 ...), or --resume/--report SWEEP")
     if name is not None:
-        tracking.check_name(name, "--name")
+        rundir.check_name(name, "--name")
     dists = gsearch.parse(sample)
     if trials:
         if grid_ or not dists or seeds != 1:
@@ -145,11 +145,11 @@ def sweep_cmd(
     slots = _slots(kind, jobs, device, params, len(runs) or trials)
     if dry_run:
         return _dry_run(runs, slots, dists, trials, base.experiment.name)
-    folder = tracking.new_run_dir(logs, base.experiment.name, name, prefix="sweep-")
+    folder = rundir.new_run_dir(logs, base.experiment.name, name, prefix="sweep-")
     fields = {"experiment": base.experiment.name, "id": folder.name, "base": grid.write_base(exp, folder).name,
               "grid": axes, "seeds": seeds,
               "set": sets, "device": device, "command": " ".join(["gan", *sys.argv[1:]]),
-              "created": tracking.now(), "runs": [r.entry() for r in runs]}
+              "created": rundir.now(), "runs": [r.entry() for r in runs]}
     if trials:
         fields["search"] = gsearch.manifest_fields(dists, trials, patience, prune_after, storage, folder, folder.name)
     man = Manifest.create(folder, **fields)

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from gan.cli import app
 from gan.errors import GanError, friendly
-from gan.tracking import console
+from gan.console import console
 
 SET_HELP = "override a key: section.key=value (repeatable; TOML values)"
 
@@ -67,7 +67,7 @@ def train(
                                            "logs/<experiment>/<run-id> (what gan sweep uses)"),
 ) -> None:
     """Train an experiment; logs go to logs/<experiment>/<run-id>/."""
-    from gan import config, dist, tracking
+    from gan import config, dist, rundir
 
     if resume is not None:  # exactly `gan resume RUN` with these flags, or refused: nothing is dropped silently
         if name is not None or logs != Path("logs") or run_dir is not None:
@@ -75,7 +75,7 @@ def train(
         _same_experiment(exp, resume, set_)
         return resume_cmd(resume, set_, device, nproc)
     if name is not None:
-        tracking.check_name(name, "--name")
+        rundir.check_name(name, "--name")
     if run_dir is not None and (name is not None or logs != Path("logs")):
         raise GanError("--run-dir names the run's folder itself: --name and --logs do not apply")
     cfg = config.load(exp, set_)

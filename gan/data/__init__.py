@@ -124,14 +124,6 @@ def training_set(cfg, device: torch.device, world: int = 1, log=None) -> Trainin
                        data.classes if cond else None, ref, data.source)
 
 
-def load_images(data_cfg, log=None) -> tuple[np.ndarray, str]:
-    """uint8 (N, H, W, 3) for the config, and a one-line description of where they came from.
-
-    Kept for the callers that need no labels; new code takes load_dataset."""
-    ds = load_dataset(data_cfg, log)
-    return ds.images, ds.source
-
-
 def to_tensor(images: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
     """uint8 NHWC numpy -> uint8 NCHW on `device`, resized once when the data differ from `size`."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()

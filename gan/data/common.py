@@ -1,6 +1,8 @@
-"""What the data modules share: CIFAR-10's class names, a short form of an exception, the console line."""
+"""What the data modules share: CIFAR-10's class names, a short form of an exception, the console line (from
+gan/console.py, which imports nothing of gan: data stays below the run's records)."""
 from __future__ import annotations
 
+from gan.console import console
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -14,6 +16,4 @@ def why(e: BaseException) -> str:
 
 
 def console_print(msg: str) -> None:
-    from gan.tracking import console
-
     console.print(msg, markup=False)

@@ -11,5 +11,5 @@ beyond seed noise?".
 
 Each run is `gan train BASE --set ... --run-dir <sweep>/<folder>` (continued with `gan resume`) in its own process:
 the sweep never trains in its own process, so a run in a sweep is exactly a run outside one.
-Imports flow one way: cli → sweep → runs → config/tracking/metrics.
+Imports flow one way: cli → sweep → runs → config/rundir/writer/metrics.
 """

@@ -18,7 +18,8 @@ from gan.runs import fmt_duration
 from gan.stop import Stop
 from gan.sweep import launchers
 from gan.sweep.manifest import FINAL, Manifest, clear_for_start, needs, run_info
-from gan.tracking import RunInfo, console, now
+from gan.console import console
+from gan.rundir import RunInfo, now
 
 
 @dataclass

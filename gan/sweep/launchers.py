@@ -1,5 +1,5 @@
 """How one run's process starts and is watched: `Local` (a `python -m gan` child process of the sweep) or
-`Submitit` (a submitit job: Slurm, or submitit's local executor). Both give a handle with poll() -> exit code or
+`Submitit` (a submitit job: Slurm, or submitit's local executor, that runs the same command). Both give a handle with poll() -> exit code or
 None, and stop(signum) -> a graceful stop request the run answers with a checkpoint.
 
 Local children run in their own process group, so a terminal's Ctrl-C reaches the sweep alone and the sweep passes
@@ -61,27 +61,36 @@ class LocalHandle:
             pass
 
 
+def command(args: list) -> list:
+    """The one command a run of a sweep is, whichever launcher starts it: `python -m gan ARGS` (gan train/resume)."""
+    return [sys.executable, "-m", "gan", *map(str, args)]
+
+
+def dies_with_parent():
+    """A preexec_fn for a child that must not outlive this process: the kernel SIGKILLs it when its parent dies
+    (PR_SET_PDEATHSIG). It runs in the child between fork and exec: no locks, no imports."""
+    libc, parent = _libc(), os.getpid()
+
+    def preexec() -> None:
+        if libc is not None:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the parent died before the request took effect
+                os._exit(137)
+
+    return preexec
+
+
 class Local:
     """Each run a child process `python -m gan ...` of this one."""
     kind = "local"
     batch = False
 
-    def __init__(self):
-        self.libc, self.parent = _libc(), os.getpid()
-
-    def _die_with_parent(self) -> None:  # runs in the child between fork and exec: no locks, no imports
-        if self.libc is not None:
-            self.libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != self.parent:  # the parent died before the request took effect
-                os._exit(137)
-
     def start(self, job: Job) -> LocalHandle:
         job.log.parent.mkdir(parents=True, exist_ok=True)
         out = open(job.log, "ab")  # the run's console, appended across resumes (a log, not a result file)
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "gan", *map(str, job.args)], env=child_env(job.env),
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    process_group=0, preexec_fn=self._die_with_parent)
+            proc = subprocess.Popen(command(job.args), env=child_env(job.env), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, process_group=0, preexec_fn=dies_with_parent())
         except OSError as e:
             out.close()
             raise GanError(f"cannot start run {job.folder}: {e}") from None
@@ -89,20 +98,19 @@ class Local:
 
 
 def run_gan(args: list, env: dict) -> int:
-    """What a submitit job runs, in the job's own process: `gan ARGS` with the run's thread count; its exit code.
-    The run installs its own SIGINT/SIGTERM handling (Slurm's SIGTERM before a kill: checkpoint, exit 143)."""
-    os.environ.update(env)
-    if env.get("OMP_NUM_THREADS"):
-        import torch
-
-        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
-    from gan.cli import app
-
+    """What a submitit job runs: the run's own `python -m gan ARGS` process, as a local sweep starts it (its thread
+    count from `env`), and its exit code. The sweep never imports the command line: a run is that command.
+    submitit's local executor stops a job by a SIGINT to the job's process alone: passed on to the run (its
+    checkpoint). Slurm's scancel signals every process of the job, the run included, so SIGTERM is not passed on
+    (twice would be "stop at once"). The run dies with the job (PR_SET_PDEATHSIG)."""
+    proc = subprocess.Popen(command(args), env=child_env(env), stdin=subprocess.DEVNULL,
+                            preexec_fn=dies_with_parent())
+    old = signal.signal(signal.SIGINT, lambda signum, frame: proc.send_signal(signum))
     try:
-        code = app(list(map(str, args)), standalone_mode=False, prog_name="gan")
-    except SystemExit as e:
-        code = e.code
-    return int(code or 0)
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return 128 - code if code < 0 else code  # killed by a signal: the shell's convention
 
 
 class SubmititHandle:

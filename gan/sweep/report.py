@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gan import fileio, tracking
+from gan import fileio, writer
 from gan.metrics import protocol
 from gan.events import Series, best_point, load_scalars
 from gan.runs import fmt_duration
@@ -186,7 +186,7 @@ def aggregates(man: Manifest, rep: Report) -> list[Path]:
         final = man.folder / "mean" / safe_name(row.setting)
         new = final.with_name(f".new-{final.name}")
         shutil.rmtree(new, ignore_errors=True)
-        tb = tracking.Tracker(new)
+        tb = writer.Tracker(new)
         bands = {}
         for tag in sorted(t for t in set.intersection(*(set(sc) for sc in series)) if not t.startswith("hparam/")):
             per = [sc[tag] for sc in series]
@@ -200,7 +200,7 @@ def aggregates(man: Manifest, rep: Report) -> list[Path]:
             if tag.startswith("metrics/"):
                 bands[f"{tag.split('/', 1)[1]}: mean, min–max over seeds"] = ["Margin", [tag, f"min/{tag}",
                                                                                         f"max/{tag}"]]
-        tb._safe(lambda: tb.writer.add_custom_scalars({f"sweep {man.folder.name}: bands over seeds": bands}))
+        tb.custom_scalars({f"sweep {man.folder.name}: bands over seeds": bands})
         tb.text("sweep", f"mean over {len(series)} seeds of setting `{row.setting}` in sweep `{man.folder}`: "
                          + ", ".join(r.entry["folder"] for r in row.done))
         tb.close()
@@ -217,14 +217,14 @@ def hparams_row(run_dir: Path) -> None:
     """An HParams row for a run that did not complete (a pruned one): the engine writes it only at a completed
     run's end, and the parallel-coordinates view should show every run of a sweep."""
     try:
-        flat = tracking.flatten(tomllib.loads((Path(run_dir) / "config.toml").read_text()))
+        flat = writer.flatten(tomllib.loads((Path(run_dir) / "config.toml").read_text()))
     except (OSError, tomllib.TOMLDecodeError):
         return
     sc = load_scalars(run_dir) if any(Path(run_dir).glob("events.out.tfevents.*")) else {}
     history = by_step({t: s for t, s in sc.items() if t.startswith("metrics/")})
     suffixes = [p.get("suffix", "") for p in run_info(run_dir).get("metrics_protocol", [])]
-    tb = tracking.Tracker(run_dir)
-    tb.hparams(flat, tracking.hparam_metrics(history, suffixes), max((s for s, _ in history), default=0))
+    tb = writer.Tracker(run_dir)
+    tb.hparams(flat, writer.hparam_metrics(history, suffixes), max((s for s, _ in history), default=0))
     tb.close()
 
 

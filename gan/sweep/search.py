@@ -138,6 +138,7 @@ class Search:
         except Exception as e:  # noqa: BLE001 - an unreachable database, a bad URL: one line
             raise GanError(f"optuna storage {s['storage']!r}: {str(e).splitlines()[0][:200]}") from None
         self.optuna, self.reported = optuna, {}
+        self.asked = {}  # trial number -> the Trial study.ask() gave this session (what results are reported to)
         known = {e["trial"] for e in man.runs}
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if t.number not in known:  # asked, then the sweep was killed before it wrote the run down
@@ -148,6 +149,22 @@ class Search:
         self.reported.setdefault(entry["folder"], set(ft.intermediate_values))
         return ft
 
+    def _live(self, entry: dict):
+        """The Trial to report the entry's metric points to. One asked by an earlier session of this sweep (resumed)
+        cannot be had again through Optuna's API: its run continues as a new trial with the same parameters
+        (enqueued, then asked), given the points already reported, and the old one is told failed."""
+        if entry["trial"] in self.asked:
+            return self.asked[entry["trial"]]
+        old = self._trial(entry)
+        self.study.enqueue_trial(old.params, user_attrs={"continues_trial": old.number})
+        trial = self.study.ask(distributions(self.dists))
+        for step, v in sorted(old.intermediate_values.items()):
+            trial.report(v, step)
+        self.study.tell(old.number, state=self.optuna.trial.TrialState.FAIL)
+        self.asked[trial.number] = trial
+        self.man.update(entry, trial=trial.number)
+        return trial
+
     def more(self) -> bool:
         return len(self.man.runs) < self.total
 
@@ -155,6 +172,7 @@ class Search:
         if not self.more():
             return None
         trial = self.study.ask(distributions(self.dists))
+        self.asked[trial.number] = trial
         over = [f"{k}={value_text(trial.params[k])}" for k in self.dists]
         setting, seed = grid.setting_name(over), trial.number
         return self.man.add({"setting": setting, "overrides": over + [f"{grid.SEED_KEY}={seed}"], "seed": seed,
@@ -177,7 +195,7 @@ class Search:
             if ev.get("step") in self.reported[folder]:
                 continue
             step = int(ev["step"])
-            trial = self.optuna.trial.Trial(self.study, self._trial(e)._trial_id)
+            trial = self._live(e)
             trial.report(float(value), step)
             self.reported[folder].add(step)
             if trial.should_prune():
@@ -196,7 +214,7 @@ class Search:
     def mark_pruned(self, man: Manifest, entry: dict) -> None:
         """After the pruned run's process has exited: run.json says `pruned` and why; it gets its HParams row."""
         from gan.sweep.report import hparams_row
-        from gan.tracking import RunInfo, now
+        from gan.rundir import RunInfo, now
 
         d = man.run_dir(entry)
         if (d / "run.json").is_file():
