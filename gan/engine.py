@@ -336,10 +336,14 @@ class Trainer:
 
     def _end(self, status: str) -> Result:
         done = status == "completed"
+        if done and self.cfg.train.export and self.dist.is_main:
+            try:  # before the run says `completed`: an export the disk cannot take fails the run
+                checkpoint.export(self.run_dir, self.state())
+            except GanError as e:
+                self.rec.failed(e, self.step)
+                raise
         self.rec.ended(status, tracking.flatten(self.cfg.to_dict()) if done else None, self.history, step=self.step,
                        best=self.best, train_seconds=round(self.train_seconds, 2))
-        if done and self.cfg.train.export and self.dist.is_main:
-            checkpoint.export(self.run_dir, self.state())
         self.dist.finish()
         return Result(self.run_dir, status, self.step, list(self.loss_log), list(self.history), self.best,
                       self.stop.exit_code if status == "interrupted" else EXIT.get(status, 1))
