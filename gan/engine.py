@@ -198,7 +198,8 @@ class Trainer:
         if d.is_main:  # building extractors draws from the RNG (layer init): forked, so resume is exact
             with d.main_only(), self.stop.droppable():
                 self.evaluator, self.metric_notes = gmetrics.build(c.metrics, self.data.reference, self.device,
-                                                                   c.model.z_dim, self.log, self.num_classes)
+                                                                   c.model.z_dim, self.log, self.num_classes,
+                                                                   self.data.classes)
         self.eval_active = d.broadcast(self.evaluator is not None)
         proto = self.evaluator.protocol() if self.evaluator else []
         self.primary = protocol.primary([t for p in proto for t in p["tags"]])
