@@ -28,7 +28,7 @@ def inside(query: torch.Tensor, ref: torch.Tensor, ref_radii: torch.Tensor, chun
 
 
 def precision_recall(fake: torch.Tensor, real: torch.Tensor, real_radii: torch.Tensor | None = None,
-                     k: int = K) -> tuple[float, float]:
+                     k: int = K, chunk: int = CHUNK) -> tuple[float, float]:
     """(precision, recall) of generated features `fake` against real features `real`."""
-    real_radii = radii(real, k) if real_radii is None else real_radii
-    return inside(fake, real, real_radii), inside(real, fake, radii(fake, k))
+    real_radii = radii(real, k, chunk) if real_radii is None else real_radii
+    return inside(fake, real, real_radii, chunk), inside(real, fake, radii(fake, k, chunk), chunk)
