@@ -201,7 +201,8 @@ class Trainer:
         if d.is_main:  # building extractors draws from the RNG (layer init): forked, so resume is exact
             with d.main_only(), self.stop.droppable():
                 self.evaluator, self.metric_notes = gmetrics.build(c.metrics, self.data.reference, self.device,
-                                                                   c.model.z_dim, self.log, self.num_classes)
+                                                                   c.model.z_dim, self.log, self.num_classes,
+                                                                   self.data.classes)
         self.eval_active = d.broadcast(self.evaluator is not None)
         proto = self.evaluator.protocol() if self.evaluator else []
         self.primary = protocol.primary([t for p in proto for t in p["tags"]])
@@ -340,10 +341,14 @@ class Trainer:
 
     def _end(self, status: str) -> Result:
         done = status == "completed"
+        if done and self.cfg.train.export and self.dist.is_main:
+            try:  # before the run says `completed`: an export the disk cannot take fails the run
+                checkpoint.export(self.run_dir, self.state())
+            except GanError as e:
+                self.rec.failed(e, self.step)
+                raise
         self.rec.ended(status, writer.flatten(self.cfg.to_dict()) if done else None, self.history, step=self.step,
                        best=self.best, train_seconds=round(self.train_seconds, 2))
-        if done and self.cfg.train.export and self.dist.is_main:
-            checkpoint.export(self.run_dir, self.state())
         self.dist.finish()
         return Result(self.run_dir, status, self.step, list(self.loss_log), list(self.history), self.best,
                       self.stop.exit_code if status == "interrupted" else EXIT.get(status, 1))

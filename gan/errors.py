@@ -3,11 +3,13 @@ import functools
 
 
 class GanError(Exception):
-    """Bad input or environment, said in one line (no traceback)."""
+    """Bad input or environment, said in one line (no traceback); `exit_code` 2 (bad input), 1 for what the
+    machine failed at (a full disk, see fileio.DiskFull)."""
+    exit_code = 2
 
 
 def friendly(fn):
-    """Wrap a typer command: GanError -> `error: ...` on stderr and exit 2."""
+    """Wrap a typer command: GanError -> `error: ...` on stderr and its exit code (2, or 1 for a full disk)."""
     import typer
 
     @functools.wraps(fn)
@@ -16,5 +18,5 @@ def friendly(fn):
             return fn(*a, **k)
         except GanError as e:
             typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(e.exit_code) from None
     return wrapper

@@ -107,8 +107,9 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
     m = dataclasses.replace(cfg.metrics, fid="fid" in want, kid="kid" in want, is_="is" in want, enabled=True,
                             num_samples=samples or cfg.metrics.num_samples,
                             extractors=extractors or cfg.metrics.extractors)
-    ref = to_tensor(load_dataset(cfg.data).metric_images, cfg.data.image_size, dev)
-    ev, notes = build(m, ref, dev, cfg.model.z_dim, log, g.num_classes)
+    data = load_dataset(cfg.data)
+    ref = to_tensor(data.metric_images, cfg.data.image_size, dev)
+    ev, notes = build(m, ref, dev, cfg.model.z_dim, log, g.num_classes, data.classes)
     if ev is None:
         raise GanError("no feature extractor can run: " + "; ".join(notes))
     proto = ev.protocol()

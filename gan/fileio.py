@@ -31,7 +31,8 @@ _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class DiskFull(GanError):
-    """The filesystem holding a file the program writes has no room left."""
+    """The filesystem holding a file the program writes has no room left: exit 1, not bad input."""
+    exit_code = 1
 
 
 def disk_error(path: Path, e: OSError) -> GanError:
@@ -61,11 +62,13 @@ def write_atomic(path: str | Path, fill: Callable[[io.BufferedWriter], Any] | by
     `exclusive`: never replace an existing `path` (GanError instead; `os.link` puts the file in, or fails)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    sink = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             if callable(fill):
-                fill(f)
+                sink = _Sink(f)
+                fill(sink)
             else:
                 f.write(fill.encode() if isinstance(fill, str) else fill)
             f.flush()
@@ -83,13 +86,33 @@ def write_atomic(path: str | Path, fill: Callable[[io.BufferedWriter], Any] | by
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise disk_error(path, e) from None
-    except BaseException:  # a signal or bug mid-write: no temp file left behind
+    except BaseException as e:  # a signal or bug mid-write: no temp file left behind
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, Exception) and sink is not None and sink.error is not None:
+            raise disk_error(path, sink.error) from None  # the OSError a writer wrapped in its own error
         raise
     if durable:
         fsync_dir(path.parent)
     return path
+
+
+class _Sink:
+    """The file as a `fill` function sees it. An OSError of a write is kept: torch.save's zip writer turns it into
+    `RuntimeError: [enforce fail at inline_container.cc] ... unexpected pos`, which is still a full disk."""
+
+    def __init__(self, f: io.BufferedWriter):
+        self._f, self.error = f, None
+
+    def write(self, b) -> int:
+        try:
+            return self._f.write(b)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
 
 
 def _claim(tmp: Path, path: Path) -> None:

@@ -100,7 +100,10 @@ def test_memory_section(tmp_path, tiny_npz):
     code, report, md = bench(tmp_path, tiny_npz, "--sections", "memory")
     assert code == 0, md
     parts = report["sections"]["memory"]["data"]
-    assert len(parts) == 3 and all(p["peak"] >= p["base"] > 0 for p in parts.values())
+    assert len(parts) == 4 and all(p["peak"] >= p["base"] > 0 for p in parts.values())
+    prc = parts["precision/recall N_ref = 300"]  # the tiny profile's; full: 5,000 and 50,000
+    assert prc["n_fake"] == 300 and prc["radii_s"] > 0 and prc["eval_s"] > 0
+    assert "| 300 | 300 |" in md and "real k-NN radii (once, then cached)" in md
 
 
 def test_quality_race_gives_equal_time(tmp_path, tiny_npz):

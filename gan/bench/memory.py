@@ -24,10 +24,37 @@ def _vm(key: str) -> float:
     return math.nan
 
 
+# Precision/recall at these reference sizes (the fake set: PRC_FAKE samples), on synthetic features of c10's
+# shape: the distances cost the same whatever the values. 50k is the full CIFAR-10 training set, what `baseline`
+# and `best` use by default (once killed at 23.7 GB); too slow for --quick on a CPU.
+PRC_REF = {"full": (5_000, 50_000), "quick": (5_000,), "tiny": (300,)}
+PRC_FAKE, PRC_DIM = 5_000, 192
+
+
+def _prc(task: dict) -> dict:
+    """The real images' radii (once per reference set: then cached) and one evaluation's precision/recall."""
+    import time
+
+    from gan.metrics import prc
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(task["n_ref"], PRC_DIM, generator=g).abs_()
+    fake = torch.randn(min(PRC_FAKE, task["n_ref"]), PRC_DIM, generator=g).abs_()
+    base, t0 = _vm("VmHWM"), time.perf_counter()
+    radii = prc.radii(real)
+    t1 = time.perf_counter()
+    prc.precision_recall(fake, real, radii)
+    return {"base": base, "peak": _vm("VmHWM"), "gpu": None, "radii_s": t1 - t0,
+            "eval_s": time.perf_counter() - t1, "n_fake": len(fake)}
+
+
 def _part(task: dict, q) -> None:
     """Runs in the spawned process: only the part whose peak we want."""
     try:
         torch.set_num_threads(task["threads"])
+        if task["kind"] == "prc":
+            q.put(_prc(task))
+            return
         import dataclasses
 
         from gan import config
@@ -99,6 +126,18 @@ def run(ctx: Context) -> None:
         rows.append([label, f"{r['peak']:,.0f} MiB", f"{r['peak'] - r['base']:,.0f} MiB", gpu])
         rep.headline(f"peak memory, {label}: {r['peak']:,.0f} MiB RSS" + (f", GPU {gpu}" if r["gpu"] else ""))
     rep.table(["part (own spawned process)", "peak RSS (VmHWM)", "above the imports", "peak GPU allocated"], rows)
+    prc_rows = []
+    for n_ref in PRC_REF.get(p.name, PRC_REF["quick"]):  # one at a time: their times are their own
+        r = measure([dict(base, kind="prc", n_ref=n_ref)], timeout=3600)[0]
+        data[f"precision/recall N_ref = {n_ref}"] = r
+        if "error" in r:
+            raise RuntimeError(f"precision/recall at {n_ref:,} reference images: {r['error']}")
+        prc_rows.append([f"{n_ref:,}", f"{r['n_fake']:,}", f"{r['radii_s']:.1f} s", f"{r['eval_s']:.1f} s",
+                         f"{r['peak']:,.0f} MiB"])
+        rep.headline(f"precision/recall, {n_ref:,} reference images: peak {r['peak']:,.0f} MiB RSS, real radii "
+                     f"{r['radii_s']:.1f} s (cached after), evaluation {r['eval_s']:.1f} s")
+    rep.table(["reference images (192-d)", "generated", "real k-NN radii (once, then cached)",
+               "precision/recall of one evaluation", "peak RSS"], prc_rows)
     rep.md(f"Each part ran in its own fresh interpreter (side by side) with the bench's {base['threads']} torch threads; data: "
            f"{ctx.data_note}; the evaluation's reference statistics come from the bench's cache when an earlier "
            f"section made them (GAN_CACHE={os.environ.get('GAN_CACHE', '?')}).", "")

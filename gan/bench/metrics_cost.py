@@ -22,6 +22,7 @@ from gan.bench.context import Context, cache_at
 from gan.data import load_dataset, to_tensor
 from gan.engine import total_steps
 from gan.metrics import evaluator as gev, extractors, scores
+from gan.data import CIFAR10_CLASSES
 from gan.models import build
 
 EXP = "dcgan"  # whose G is timed in the evaluations (generation per sample is timed per architecture below)
@@ -30,7 +31,8 @@ EXP = "dcgan"  # whose G is timed in the evaluations (generation per sample is t
 def evaluator(ctx: Context, images, names, ref_n: int, num_classes: int = 0, **metric_keys):
     cfg = ctx.cfg(EXP)
     m = dataclasses.replace(cfg.metrics, extractors=names, ref_samples=ref_n, **metric_keys)
-    return gev.Evaluator(m, images, ctx.device, cfg.model.z_dim, lambda *a, **k: None, num_classes)
+    return gev.Evaluator(m, images, ctx.device, cfg.model.z_dim, lambda *a, **k: None, num_classes,
+                         CIFAR10_CLASSES)  # the bench's images are CIFAR-10's (or stand for them)
 
 
 def timed(fn, device):

@@ -100,6 +100,7 @@ class TrainingSet:
     class_names: list[str] | None  # only for a conditional run
     reference: torch.Tensor  # what the run's metrics compare against
     source: str
+    classes: list[str] | None = None  # the dataset's class names, conditional or not (class metrics need them)
 
     @property
     def num_classes(self) -> int:
@@ -121,7 +122,7 @@ def training_set(cfg, device: torch.device, world: int = 1, log=None) -> Trainin
     ref = images if data.reference is None else to_tensor(data.metric_images, cfg.data.image_size, device)
     cond = cfg.model.conditional
     return TrainingSet(images, torch.from_numpy(data.labels).to(device) if cond else None,
-                       data.classes if cond else None, ref, data.source)
+                       data.classes if cond else None, ref, data.source, data.classes)
 
 
 def to_tensor(images: np.ndarray, size: int, device: torch.device) -> torch.Tensor:

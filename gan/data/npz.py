@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import math
 import struct
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -35,17 +36,30 @@ def npz_files(path: str) -> list[str]:
     return files
 
 
+def _npy_header(fh) -> tuple[tuple, bool, np.dtype]:
+    """shape, Fortran order and dtype of a .npy member. numpy parses the header as Python text (ast, and tokenize
+    for Python-2 headers): damaged bytes there raise whatever the parser does (SyntaxError, tokenize.TokenError,
+    TypeError, RecursionError, ...), not only ValueError. All of them mean one thing: the header is damaged."""
+    fmt = np.lib.format
+    try:
+        with warnings.catch_warnings():  # "created on Python 2": a damaged header can look like one
+            warnings.simplefilter("ignore")
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                return fmt.read_array_header_1_0(fh)
+            if version == (2, 0):
+                return fmt.read_array_header_2_0(fh)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError):  # the zip's own damage: said as such
+        raise
+    except Exception as e:  # noqa: BLE001 - any parser error on these bytes is a damaged header
+        raise ValueError(f"its .npy header is damaged ({_why(e)})") from None
+    raise ValueError(f"npy format version {version} is not supported")
+
+
 def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, f: str) -> np.ndarray:
     """One .npy member; its header is checked against the member's size before anything is allocated."""
-    fmt = np.lib.format
     with zf.open(info) as fh:
-        version = fmt.read_magic(fh)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
-        else:
-            raise ValueError(f"npy format version {version} is not supported")
+        shape, fortran, dtype = _npy_header(fh)
         if dtype.hasobject:
             raise GanError(f"data.path: '{f}': {info.filename} holds Python objects (pickles are not loaded)")
         want, have = math.prod(shape) * dtype.itemsize, info.file_size - fh.tell()

@@ -18,7 +18,7 @@ import torch
 
 from gan import fileio, stop
 from gan.data import content_hash, to_uint8
-from gan.metrics import extractors, protocol, scores
+from gan.metrics import extractors, prc, protocol, scores
 
 EVAL_SEED = 2020  # the same latents at every evaluation: curves move with G, not with sampling noise
 
@@ -38,19 +38,23 @@ class Evaluator:
     """Computes the configured metrics for a generator, against cached reference features."""
 
     def __init__(self, mcfg, ref_images: torch.Tensor, device: torch.device, z_dim: int, log=print,
-                 num_classes: int = 0):
+                 num_classes: int = 0, class_names: list[str] | None = None):
         self.cfg, self.device, self.z_dim, self.log, self.num_classes = mcfg, device, z_dim, log, num_classes
         chosen, self.notes = extractors.choose(mcfg.extractors, mcfg.inception_weights)
+        # c10's classes are CIFAR-10's: its class metrics mean something only on a dataset with those classes
+        self.labels_of, why = scores.c10_labels(class_names)
+        if mcfg.classes and self.labels_of is None and any(extractors.REGISTRY[n].classifier for n, _ in chosen):
+            self.notes.append(f"class metrics off: {why}")
         n_ref = min(mcfg.ref_samples or len(ref_images), len(ref_images))
         self.ref_images = ref_images[:n_ref]
         self.ref_hash = content_hash(self.ref_images)
         self.extractors = [extractors.load(n, p, device) for n, p in chosen]
+        self.want = scores.wanted(mcfg, num_classes > 0, self.labels_of is not None)
         self.refs = {e.name: self._reference(e) for e in self.extractors}
         for e in self.extractors:
             if e.suffix != protocol.EXTRACTOR_SUFFIX[e.name]:
                 self.notes.append(f"{e.name}: weights sha256 {e.sha256[:16]}… are not the standard "
                                   f"pt_inception-2015-12-05: logged as metrics/fid{e.suffix}, not metrics/fid")
-        self.want = scores.wanted(mcfg, conditional=num_classes > 0)
 
     def tags(self, e: extractors.Extractor) -> list[str]:
         return [protocol.tag(m, e.suffix) for m in scores.names(self.want, e.spec.classifier)]
@@ -61,7 +65,7 @@ class Evaluator:
                  "tags": self.tags(e), "num_samples": self.cfg.num_samples, "reference": "training images",
                  "reference_samples": len(self.ref_images), "reference_sha256": self.ref_hash,
                  "classes_sampled": "uniformly, in turn" if self.num_classes else None,
-                 **(scores.ceilings(e, self.refs[e.name]) if e.spec.classifier else {})}
+                 **(scores.ceilings(e, self.refs[e.name]) if e.spec.classifier and self.want["classes"] else {})}
                 for e in self.extractors]
 
     def _reference(self, e: extractors.Extractor) -> dict:
@@ -74,7 +78,7 @@ class Evaluator:
                     raise fileio.Corrupt("not a reference cache")
                 if set(e.layers) <= set(blob["features"]) and len(blob["mu"]):
                     self.log(f"reference statistics for {e.name}: cached {path}")
-                    return blob
+                    return self._with_radii(e, blob, path)
                 self.log(f"reference cache {path} lacks some features: recomputing")
             except Exception as err:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
                 why = str(err) if isinstance(err, fileio.Corrupt) else type(err).__name__
@@ -83,14 +87,32 @@ class Evaluator:
         t0 = time.perf_counter()
         feats = e.features(self.ref_images, self.cfg.batch_size)
         blob = {"features": feats, **scores.fid_statistics(e, feats)}
+        if self.want.get("prc"):
+            blob[scores.RADII] = prc.radii(feats[e.spec.layers["prc"]])
+        self.log(f"reference statistics for {e.name}: {len(self.ref_images)} images in "
+                 f"{time.perf_counter() - t0:.1f}s, {self._save(path, blob)}")
+        return blob
+
+    def _with_radii(self, e: extractors.Extractor, blob: dict, path: Path) -> dict:
+        """The real images' k-NN radii for precision/recall, computed once and kept in the reference cache."""
+        if not self.want.get("prc"):
+            return blob
+        r = blob.get(scores.RADII)
+        if isinstance(r, torch.Tensor) and r.shape == (len(self.ref_images),):
+            return blob
+        t0 = time.perf_counter()
+        blob[scores.RADII] = prc.radii(blob["features"][e.spec.layers["prc"]])
+        self.log(f"precision/recall radii for {e.name}: {len(self.ref_images)} images in "
+                 f"{time.perf_counter() - t0:.1f}s, {self._save(path, blob)}")
+        return blob
+
+    @staticmethod
+    def _save(path: Path, blob: dict) -> str:
         try:
             fileio.save_torch(path, blob, checksum=True)  # atomic: two writers at once leave one good file
-            where = f"cached {path}"
+            return f"cached {path}"
         except fileio.GanError as err:  # a cache that cannot be written is not a reason to stop the run
-            where = f"not cached ({err})"
-        self.log(f"reference statistics for {e.name}: {len(self.ref_images)} images in "
-                 f"{time.perf_counter() - t0:.1f}s, {where}")
-        return blob
+            return f"not cached ({err})"
 
     def latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The n fixed evaluation latents and, for a conditional G, classes in turn (uniform over classes)."""
@@ -115,7 +137,7 @@ class Evaluator:
         out = Evaluation({})
         for e in self.extractors:
             feats = e.features(fake_u8, self.cfg.batch_size)
-            vals, std, hist = scores.compute(e, feats, self.refs[e.name], self.want, classes)
+            vals, std, hist = scores.compute(e, feats, self.refs[e.name], self.want, classes, self.labels_of)
             out.values.update({protocol.tag(k, e.suffix): v for k, v in vals.items()})
             out.spread.update({f"std/{k}{e.suffix}": v for k, v in std.items()})
             out.histograms.update({protocol.tag(k, e.suffix): v for k, v in hist.items()})
@@ -128,9 +150,10 @@ class Evaluator:
 
 
 def build(mcfg, ref_images: torch.Tensor, device: torch.device, z_dim: int, log=print,
-          num_classes: int = 0) -> tuple[Evaluator | None, list[str]]:
-    """The evaluator a run's metrics config asks for, or None, with one line per extractor saying why."""
+          num_classes: int = 0, class_names: list[str] | None = None) -> tuple[Evaluator | None, list[str]]:
+    """The evaluator a run's metrics config asks for, or None, with one line per extractor saying why.
+    `class_names`: the dataset's (class metrics run only when they are CIFAR-10's)."""
     if not mcfg.enabled or not scores.names(scores.wanted(mcfg, num_classes > 0), classifier=True):
         return None, ["off (metrics.enabled = false or no metric chosen)"]
-    ev = Evaluator(mcfg, ref_images, device, z_dim, log, num_classes)
+    ev = Evaluator(mcfg, ref_images, device, z_dim, log, num_classes, class_names)
     return (ev if ev.extractors else None), ev.notes

@@ -10,14 +10,32 @@ import torch
 from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import isc_featuresdict_to_metric
 from torch_fidelity.metric_kid import kid_featuresdict_to_metric
-from torch_fidelity.metric_prc import prc_featuresdict_to_metric
+
+from gan.metrics import prc as gprc
 
 SEED = 2020  # KID subsets and IS splits drawn alike at every evaluation
+RADII = f"prc_radii_k{gprc.K}"  # the reference cache's key for the real images' k-NN radii
 
 
-def wanted(mcfg, conditional: bool) -> dict[str, bool]:
-    return {"fid": mcfg.fid, "kid": mcfg.kid, "is": mcfg.is_, "prc": mcfg.prc, "classes": mcfg.classes,
-            "class_acc": mcfg.classes and conditional}
+def wanted(mcfg, conditional: bool, cifar10_classes: bool = True) -> dict[str, bool]:
+    """The metrics to compute; the class metrics only where the dataset's classes are CIFAR-10's (c10_labels)."""
+    classes = mcfg.classes and cifar10_classes
+    return {"fid": mcfg.fid, "kid": mcfg.kid, "is": mcfg.is_, "prc": mcfg.prc, "classes": classes,
+            "class_acc": classes and conditional}
+
+
+def c10_labels(class_names: list[str] | None) -> tuple[torch.Tensor | None, str]:
+    """c10's class index -> the dataset's label, matched by name (another label order still works); or None and
+    why the class metrics mean nothing on this dataset."""
+    from gan.data.common import CIFAR10_CLASSES
+
+    if not class_names:
+        return None, "the dataset has no class names"
+    names = [str(n).strip().lower() for n in class_names]
+    if sorted(names) != sorted(CIFAR10_CLASSES):
+        shown = ", ".join(class_names[:3]) + (", …" if len(class_names) > 3 else "")
+        return None, f"the dataset's classes ({shown}) are not CIFAR-10's"
+    return torch.tensor([names.index(c) for c in CIFAR10_CLASSES]), "CIFAR-10's classes, matched by name"
 
 
 def names(want: dict, classifier: bool) -> list[str]:
@@ -38,8 +56,7 @@ def fid_statistics(ext, feats: dict) -> dict:
 def _kw(n1: int, n2: int) -> dict:
     # torch-fidelity's defaults, with the KID subset shrunk to fit small sample counts.
     return {"verbose": False, "kid_subset_size": min(1000, n1, n2), "kid_subsets": 100, "isc_splits": 10,
-            "samples_shuffle": True, "rng_seed": SEED, "prc_neighborhood": 3, "prc_batch_size": 10000,
-            "save_cpu_ram": False}
+            "samples_shuffle": True, "rng_seed": SEED}
 
 
 def class_entropy(logits: torch.Tensor, num_classes: int) -> tuple[float, torch.Tensor]:
@@ -50,10 +67,10 @@ def class_entropy(logits: torch.Tensor, num_classes: int) -> tuple[float, torch.
     return h / math.log(num_classes), counts
 
 
-def compute(ext, fake: dict, ref: dict, want: dict, classes: torch.Tensor | None = None) \
-        -> tuple[dict[str, float], dict[str, float], dict[str, torch.Tensor]]:
+def compute(ext, fake: dict, ref: dict, want: dict, classes: torch.Tensor | None = None,
+            labels_of: torch.Tensor | None = None) -> tuple[dict[str, float], dict[str, float], dict[str, torch.Tensor]]:
     """({metric: value}, {metric: spread over subsets/splits}, {metric: histogram}) of one extractor's features
-    of the generated images."""
+    of the generated images. `labels_of`: c10's class index -> the dataset's label (c10_labels); identity if None."""
     out: dict[str, float] = {}
     std: dict[str, float] = {}
     hist: dict[str, torch.Tensor] = {}
@@ -71,12 +88,14 @@ def compute(ext, fake: dict, ref: dict, want: dict, classes: torch.Tensor | None
         isc = isc_featuresdict_to_metric(fake, L["is"], **_kw(n_fake, n_fake))
         out["is"], std["is"] = isc["inception_score_mean"], isc["inception_score_std"]
     if want.get("prc"):
-        prc = prc_featuresdict_to_metric(fake, ref["features"], L["prc"], **_kw(n_fake, n_ref))
-        out["precision"], out["recall"] = prc["precision"], prc["recall"]
+        # bounded memory (torch-fidelity's full path builds N×N matrices); the real radii cached with `ref`
+        out["precision"], out["recall"] = gprc.precision_recall(fake[L["prc"]], ref["features"][L["prc"]],
+                                                               ref.get(RADII))
     if ext.spec.classifier:
         logits = fake[L["is"]]
         if want.get("class_acc") and classes is not None:
-            out["class_acc"] = (logits.argmax(1) == classes.cpu()).double().mean().item()
+            said = logits.argmax(1) if labels_of is None else labels_of[logits.argmax(1)]
+            out["class_acc"] = (said == classes.cpu()).double().mean().item()
         if want.get("classes"):
             out["class_entropy"], hist["class_entropy"] = class_entropy(logits, logits.shape[1])
     return {k: float(v) for k, v in out.items()}, {k: float(v) for k, v in std.items()}, hist
