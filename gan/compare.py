@@ -223,10 +223,24 @@ def plot(c: Compared, out: Path) -> Path:
     fig.suptitle(title, color="darkred" if c.mixed else "black", fontsize=10 if c.mixed else 12)
     fig.tight_layout()
     try:
-        fileio.write_atomic(out, lambda f: fig.savefig(f, format="png"))
+        return write_new(out, lambda f: fig.savefig(f, format="png"))
     finally:
         plt.close(fig)
-    return Path(out)
+
+
+def write_new(out: Path, fill) -> Path:
+    """Write `out`, never over an existing file: when the name is taken, the first free `<stem>-N<suffix>`
+    (compare-fid-1.png, -2, ...). The path written is returned (and printed by the command)."""
+    out, n = Path(out), 0
+    while True:
+        path = out.with_name(f"{out.stem}-{n}{out.suffix}") if n else out
+        if not path.exists():
+            try:
+                return fileio.write_atomic(path, fill, exclusive=True)
+            except GanError as e:  # taken between the look and the write: the next number
+                if "already exists" not in str(e):
+                    raise
+        n += 1
 
 
 CSV_COLUMNS = ["run", "experiment", "group", "step", "wall_minutes", "train_seconds", "images_seen", "value"]
@@ -242,7 +256,7 @@ def write_csv(c: Compared, out: Path) -> Path:
         for i, step in enumerate(s.steps):
             w.writerow([r.name, e, g, step, f"{s.minutes[i]:.6f}", _full(s.train_seconds[i]), _full(s.images[i]),
                         repr(s.values[i])])
-    return fileio.write_atomic(out, buf.getvalue())
+    return write_new(out, buf.getvalue())
 
 
 def _full(v) -> str:
