@@ -173,16 +173,25 @@ def seed_groups(c: Compared) -> list[list[int]]:
 
 
 def band(c: Compared, idx: list[int], x: str = "minutes"):
-    """(steps, mean x, mean, std) over the runs `idx` at the steps they all have (std with ddof=1); x is an
-    axis: step, time, images or minutes (wall clock)."""
+    """(steps, x, mean, std) over the runs `idx` (std with ddof=1). On the step axis: at the steps they all have.
+    On a continuous axis (time, images, minutes): from the latest first point to the end of the shortest run, at
+    every run's points there, each run's curve interpolated linearly between its own points; so seeds that stop
+    at a time limit (at different steps) keep their ends, up to where the shortest one ends. `steps` is then the
+    mean step at each x."""
     import numpy as np
 
-    steps = sorted(set.intersection(*(set(c.series[i].steps) for i in idx)))
-    at = [[c.series[i].steps.index(s) for s in steps] for i in idx]
-    vals = np.array([[c.series[i].values[j] for j in js] for i, js in zip(idx, at)])
-    xs = np.array([[axis(c.series[i], x)[j] for j in js] for i, js in zip(idx, at)], dtype=float)
-    std = vals.std(axis=0, ddof=1) if len(idx) > 1 else np.zeros(len(steps))
-    return np.array(steps), xs.mean(axis=0), vals.mean(axis=0), std
+    if x == "step":
+        steps = sorted(set.intersection(*(set(c.series[i].steps) for i in idx)))
+        vals = np.array([[c.series[i].at(s) for s in steps] for i in idx])
+        xs, steps = np.array(steps, dtype=float), np.array(steps)
+    else:
+        per = [np.array(axis(c.series[i], x), dtype=float) for i in idx]
+        lo, hi = max(a[0] for a in per), min(a[-1] for a in per)
+        xs = np.unique(np.concatenate([a[(a >= lo) & (a <= hi)] for a in per]))
+        vals = np.array([np.interp(xs, a, c.series[i].values) for a, i in zip(per, idx)])
+        steps = np.mean([np.interp(xs, a, c.series[i].steps) for a, i in zip(per, idx)], axis=0)
+    std = vals.std(axis=0, ddof=1) if len(idx) > 1 else np.zeros(len(xs))
+    return steps, xs, vals.mean(axis=0), std
 
 
 def plot(c: Compared, out: Path) -> Path:

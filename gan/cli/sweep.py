@@ -49,7 +49,8 @@ def _report(man, csv_path: Path | None) -> None:
     console.print(f"[bold]verdict[/]: {rep.verdict}")
     agg = report.aggregates(man, rep)
     if agg:
-        console.print(f"TensorBoard: {len(agg)} aggregate runs (mean, min/max over seeds) under {man.folder / 'mean'}")
+        console.print(f"TensorBoard: {len(agg)} aggregate runs (mean, mean ± std, min/max over seeds) under "
+                      f"{man.folder / 'mean'}")
     if csv_path is not None:
         console.print(f"csv: {report.write_csv(man, rep, csv_path)}")
 
