@@ -194,6 +194,19 @@ def test_a_resumed_sweep_takes_its_threads_from_the_current_jobs(auto_sweep):
     assert manifest(sweep)["runs"][1]["threads"] == n and f"{n} threads" in r.stdout
 
 
+def test_setting_labels_are_readable_and_the_same_in_folders():
+    from gan.sweep import grid
+
+    over = ['train.diffaug="color,translation,cutout"', "model.conditional=true"]
+    assert grid.setting_name(over) == "diffaug=color+translation+cutout, conditional=true"
+    assert grid.folder_name(grid.setting_name(over), 0) == "diffaug=color+translation+cutout,conditional=true-s0"
+    assert grid.setting_name(['train.diffaug=""', "model.conditional=false"]) == "diffaug=none, conditional=false"
+    assert grid.setting_name(["optim.batch_size=64", "metrics.batch_size=32"]) == \
+        "optim.batch_size=64, metrics.batch_size=32"  # two keys of one name keep their sections
+    assert grid.setting_name(["metrics.extractors=[\"c10\", \"inception\"]"]) == "extractors=c10+inception"
+    assert grid.setting_name([]) == "base"
+
+
 def test_dry_run_lists_the_runs_and_makes_nothing(exp, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

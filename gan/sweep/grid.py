@@ -103,9 +103,10 @@ def folder_name(setting: str, seed: int) -> str:
 
 
 def label_value(raw: str) -> str:
-    """A value as a label shows it: quotes dropped, a comma inside it (a TOML list, a "color,cutout" string) as +."""
+    """A value as a label shows it: quotes dropped, a comma inside it (a TOML list, a "color,cutout" string) as +,
+    an empty string or list as `none`."""
     v = raw.strip().strip("[]").replace('"', "").replace("'", "")
-    return "+".join(x.strip() for x in v.split(",")) if v else '""'
+    return "+".join(x.strip() for x in v.split(",")) if v.strip() else "none"
 
 
 def setting_name(overrides: list[str]) -> str:
