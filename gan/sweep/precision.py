@@ -10,10 +10,10 @@ and config.toml then record. Slurm jobs run on other machines than the sweep: `a
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 
 from gan import config
 from gan.errors import GanError
-from gan.tracking import now
 
 KEY = "train.precision"
 
@@ -85,5 +85,6 @@ def decide(man, exp: str, sets: list[str], first: list[str], device: str, thread
                                           cfg.data.image_size, said.append, num_classes)
     line = said[-1] if said else f"{KEY} = auto: {chosen}"
     man.update(man.data, precision={"asked": asked, "chosen": chosen, "why": line, "threads": threads or
-                                    torch.get_num_threads(), "device": str(dev), "at": now()})
+                                    torch.get_num_threads(), "device": str(dev),
+                                    "at": dt.datetime.now().astimezone().isoformat(timespec="seconds")})
     log(f"sweep: {line.replace('train.precision = auto', 'train.precision = auto, decided once for every run')}")
