@@ -296,4 +296,5 @@ def test_a_repeated_set_keeps_its_last_value_in_train_and_validate(tmp_path, tin
             "train.steps=4")
     assert r.exit_code == 0, r.stdout + r.stderr
     run = run_of(tmp_path / "logs")
-    assert json.loads((run / "run.json").read_text())["step"] == 4 and "steps = 4\n" in (run / "config.toml").read_text()
+    assert json.loads((run / "run.json").read_text())["step"] == 4
+    assert "steps = 4\n" in (run / "config.toml").read_text()

@@ -131,7 +131,8 @@ def test_aggregate_runs_hold_mean_and_std_in_one_tag_family_and_runs_are_hparams
             m, sd = float(vals.mean()), float(vals.std())  # ddof 1, as the report's ± std
             assert band["mean+std"][s] == pytest.approx(m + sd, rel=1e-5, abs=1e-6)
             assert band["mean-std"][s] == pytest.approx(m - sd, rel=1e-5, abs=1e-6)
-            assert band["min"][s] == pytest.approx(min(vals).item()) and band["max"][s] == pytest.approx(max(vals).item())
+            assert band["min"][s] == pytest.approx(min(vals).item())
+            assert band["max"][s] == pytest.approx(max(vals).item())
         for i in (0, 1):  # one HParams row per run, with the swept key as a column
             content = events(sweep / f"{setting}-s{i}").PluginTagToContent("hparams")
             hp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])

@@ -83,7 +83,8 @@ def sweep_cmd(
     exp: Optional[str] = typer.Argument(None, help="experiment name or .toml (not with --resume/--report)"),
     grid_: List[str] = typer.Option([], "--grid", help="KEY=V1,V2,... swept values (repeatable: the cartesian "
                                     "product); each is validated as --set is"),
-    set_: List[str] = typer.Option([], "--set", help="KEY=VALUE for every run of the sweep (repeatable)"),
+    set_: List[str] = typer.Option([], "--set", help="KEY=VALUE for every run of the sweep (repeatable; a key "
+                                   "given twice: the last wins)"),
     seeds: int = typer.Option(1, "--seeds", min=1, help="seeds 0..N-1 per setting"),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="runs at once (CPU: cores are split, torch "
                                        "threads = cores // J; default one per visible GPU, else 1; --resume: the "

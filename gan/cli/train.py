@@ -11,7 +11,7 @@ from gan.cli import app
 from gan.errors import GanError, friendly
 from gan.tracking import console
 
-SET_HELP = "override a key: section.key=value (repeatable; TOML values)"
+SET_HELP = "override a key: section.key=value (repeatable; TOML values; a key given twice: the last wins)"
 
 
 def _finish(result) -> None:
