@@ -25,12 +25,22 @@ def save(obj: dict, path: Path) -> None:
 
 
 def export(run_dir: Path, state: dict) -> tuple[Path, Path]:
-    """netG.pth (EMA weights when there are any) and netD.pth as plain state_dicts."""
+    """netG.pth (EMA weights when there are any) and netD.pth as plain state_dicts. An export never overwrites:
+    when either name is taken, the pair gets the first free number (netG-1.pth and netD-1.pth, then -2, ...)."""
     g = state["G_ema"] if state.get("G_ema") is not None else state["G"]
-    paths = (Path(run_dir) / "netG.pth", Path(run_dir) / "netD.pth")
-    for p, sd in zip(paths, (g, state["D"])):
-        fileio.save_torch(p, sd)
-    return paths
+    run_dir, n = Path(run_dir), 0
+    while True:
+        tail = f"-{n}" if n else ""
+        paths = (run_dir / f"netG{tail}.pth", run_dir / f"netD{tail}.pth")
+        if not any(p.exists() for p in paths):
+            try:
+                for p, sd in zip(paths, (g, state["D"])):
+                    fileio.save_torch(p, sd, exclusive=True)  # another export got there first: the next number
+                return paths
+            except GanError as e:
+                if "already exists" not in str(e):
+                    raise
+        n += 1
 
 
 def load_one(path: Path) -> dict:
@@ -66,6 +76,27 @@ def load(path: Path, log=print) -> dict:
             raise
         log(f"warning: {e}; using the previous checkpoint {prev.name}")
         return load_one(prev)
+
+
+def load_to_resume(path: Path, log=print, writer: bool = True) -> dict:
+    """`load` for the run's own writer: when `path` is damaged and `.prev` is used instead, the damaged file is
+    moved aside (`last.pt.damaged-<time>`, its bytes kept) so that the next rotation cannot link it over the good
+    `.prev`: `.prev` stays the good one until a newer good checkpoint exists."""
+    path, prev = Path(path), prev_of(Path(path))
+    try:
+        return load_one(path)
+    except GanError as e:
+        if "refused" in str(e) or not prev.is_file() or not path.exists():
+            return load(path, log)
+        state = load_one(prev)  # raises when .prev is damaged too: nothing is moved then
+        log(f"warning: {e}; using the previous checkpoint {prev.name}")
+        if writer:
+            import datetime as dt
+
+            aside = path.with_name(f"{path.name}.damaged-{dt.datetime.now():%Y%m%d-%H%M%S}")
+            path.replace(aside)
+            log(f"warning: the damaged {path.name} is kept as {aside.name}")
+        return state
 
 
 def resumable(run_dir: Path) -> Path | None:

@@ -173,16 +173,25 @@ def seed_groups(c: Compared) -> list[list[int]]:
 
 
 def band(c: Compared, idx: list[int], x: str = "minutes"):
-    """(steps, mean x, mean, std) over the runs `idx` at the steps they all have (std with ddof=1); x is an
-    axis: step, time, images or minutes (wall clock)."""
+    """(steps, x, mean, std) over the runs `idx` (std with ddof=1). On the step axis: at the steps they all have.
+    On a continuous axis (time, images, minutes): from the latest first point to the end of the shortest run, at
+    every run's points there, each run's curve interpolated linearly between its own points; so seeds that stop
+    at a time limit (at different steps) keep their ends, up to where the shortest one ends. `steps` is then the
+    mean step at each x."""
     import numpy as np
 
-    steps = sorted(set.intersection(*(set(c.series[i].steps) for i in idx)))
-    at = [[c.series[i].steps.index(s) for s in steps] for i in idx]
-    vals = np.array([[c.series[i].values[j] for j in js] for i, js in zip(idx, at)])
-    xs = np.array([[axis(c.series[i], x)[j] for j in js] for i, js in zip(idx, at)], dtype=float)
-    std = vals.std(axis=0, ddof=1) if len(idx) > 1 else np.zeros(len(steps))
-    return np.array(steps), xs.mean(axis=0), vals.mean(axis=0), std
+    if x == "step":
+        steps = sorted(set.intersection(*(set(c.series[i].steps) for i in idx)))
+        vals = np.array([[c.series[i].at(s) for s in steps] for i in idx])
+        xs, steps = np.array(steps, dtype=float), np.array(steps)
+    else:
+        per = [np.array(axis(c.series[i], x), dtype=float) for i in idx]
+        lo, hi = max(a[0] for a in per), min(a[-1] for a in per)
+        xs = np.unique(np.concatenate([a[(a >= lo) & (a <= hi)] for a in per]))
+        vals = np.array([np.interp(xs, a, c.series[i].values) for a, i in zip(per, idx)])
+        steps = np.mean([np.interp(xs, a, c.series[i].steps) for a, i in zip(per, idx)], axis=0)
+    std = vals.std(axis=0, ddof=1) if len(idx) > 1 else np.zeros(len(xs))
+    return steps, xs, vals.mean(axis=0), std
 
 
 def plot(c: Compared, out: Path) -> Path:
@@ -223,10 +232,24 @@ def plot(c: Compared, out: Path) -> Path:
     fig.suptitle(title, color="darkred" if c.mixed else "black", fontsize=10 if c.mixed else 12)
     fig.tight_layout()
     try:
-        fileio.write_atomic(out, lambda f: fig.savefig(f, format="png"))
+        return write_new(out, lambda f: fig.savefig(f, format="png"))
     finally:
         plt.close(fig)
-    return Path(out)
+
+
+def write_new(out: Path, fill) -> Path:
+    """Write `out`, never over an existing file: when the name is taken, the first free `<stem>-N<suffix>`
+    (compare-fid-1.png, -2, ...). The path written is returned (and printed by the command)."""
+    out, n = Path(out), 0
+    while True:
+        path = out.with_name(f"{out.stem}-{n}{out.suffix}") if n else out
+        if not path.exists():
+            try:
+                return fileio.write_atomic(path, fill, exclusive=True)
+            except GanError as e:  # taken between the look and the write: the next number
+                if "already exists" not in str(e):
+                    raise
+        n += 1
 
 
 CSV_COLUMNS = ["run", "experiment", "group", "step", "wall_minutes", "train_seconds", "images_seen", "value"]
@@ -242,7 +265,7 @@ def write_csv(c: Compared, out: Path) -> Path:
         for i, step in enumerate(s.steps):
             w.writerow([r.name, e, g, step, f"{s.minutes[i]:.6f}", _full(s.train_seconds[i]), _full(s.images[i]),
                         repr(s.values[i])])
-    return fileio.write_atomic(out, buf.getvalue())
+    return write_new(out, buf.getvalue())
 
 
 def _full(v) -> str:

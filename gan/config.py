@@ -333,9 +333,18 @@ def resolve_path(exp: str) -> Path:
     return p
 
 
+def last_wins(overrides: list[str]) -> list[str]:
+    """The one rule for a key given twice with --set, in every command (train, resume, validate, sweep): the last
+    value wins, as in most command lines; the earlier ones are dropped here, before anything reads them."""
+    keys = [tuple(parse_override(i)[:2]) for i in overrides]
+    last = {k: n for n, k in enumerate(keys)}
+    return [i for n, (i, k) in enumerate(zip(overrides, keys)) if last[k] == n]
+
+
 def load(exp: str, overrides: list[str] | None = None) -> Config:
-    """Read an experiment by name or path, apply `--set` overrides, validate everything."""
+    """Read an experiment by name or path, apply `--set` overrides (config.last_wins), validate everything."""
     path = resolve_path(exp)
+    overrides = last_wins(overrides or [])
     try:
         raw = path.read_bytes()
     except OSError as e:

@@ -48,8 +48,9 @@ class Result:
 class Trainer:
     def __init__(self, cfg: Config, device: str = "auto", name: str | None = None, logs: str | Path = "logs",
                  resume: Path | None = None, quiet: bool = False, stop: Stop | None = None,
-                 run_dir: Path | None = None):
+                 run_dir: Path | None = None, resume_set: list[str] | None = None):
         c = self.cfg = cfg
+        self.resume_set = list(resume_set or [])  # the --set of this resume, kept in run.json's `resumed` entry
         self.dist = Dist.start(gdevice.pick(device))
         self.device = self.dist.device
         if not self.dist.is_main:
@@ -78,7 +79,8 @@ class Trainer:
         self.eval_pending = self.evaluating = False  # an evaluation a signal dropped: made first on resume
         if resume is not None:  # every rank reads the checkpoint (under torchrun: on storage all nodes see)
             self.run_dir = Path(resume)
-            self._load_state(checkpoint.load(self.run_dir / "checkpoints" / "last.pt", self.log))
+            self._load_state(checkpoint.load_to_resume(self.run_dir / "checkpoints" / "last.pt", self.log,
+                                                       self.dist.is_main))
             if self.dist.is_main:  # what killed writers left behind
                 for d in (self.run_dir, self.run_dir / "checkpoints", self.run_dir / "results"):
                     fileio.remove_stale_temps(d)
@@ -193,11 +195,12 @@ class Trainer:
 
     def _start(self, first: bool) -> None:
         c, d = self.cfg, self.dist
-        facts = {"steps_planned": self.steps, "precision": self.precision}
+        facts = {"steps_planned": self.steps, "precision": self.precision, "threads": torch.get_num_threads()}
         if first:
             facts |= {"experiment": c.experiment.name, "seed": c.experiment.seed, "device": str(self.device),
                       "data": self.data.source} | ({"distributed": d.facts(c.model.sync_batchnorm)} if d.ddp else {})
-        self.rec.started(first, config_mod.to_toml(c), facts, self.step, d.world if d.ddp else None)
+        self.rec.started(first, config_mod.to_toml(c), facts, self.step, d.world if d.ddp else None,
+                         self.resume_set)
         if d.is_main:  # building extractors draws from the RNG (layer init): forked, so resume is exact
             with d.main_only(), self.stop.droppable():
                 self.evaluator, self.metric_notes = gmetrics.build(c.metrics, self.data.reference, self.device,
@@ -240,11 +243,13 @@ class Trainer:
                 due = lambda every: final or (every > 0 and self.step % every == 0)  # noqa: E731
                 if due(t.log_every):
                     self._log_scalars()
+                side = time.perf_counter()  # grids, evaluations, checkpoints: not in perf/images_per_sec
                 if due(t.image_every):
                     self._log_grids()
                 best = due(c.metrics.every) and self._evaluate()
                 if due(t.checkpoint_every) or best or stopping:
                     self._checkpoint(best)
+                self.t_log += time.perf_counter() - side
                 bar(self.step)
                 if final:
                     if time_up:
@@ -269,12 +274,14 @@ class Trainer:
         vals = self.dist.mean(self.acc / self.n_acc).tolist()  # the one host sync per log interval
         if not all(math.isfinite(v) for v in vals):
             raise Diverged(f"at step {step}: loss_D={vals[0]} loss_G={vals[1]}")
+        # training images per training second: t_log is moved past grids, evaluations and checkpoints (_loop)
         rate = self.n_acc * c.optim.batch_size * c.optim.n_dis / (time.perf_counter() - self.t_log)
         self.rec.tb.scalars({"loss/D": vals[0], "loss/G": vals[1], "D/real": vals[2], "D/fake": vals[3],
                              "lr/G": self.opt_G.param_groups[0]["lr"], "lr/D": self.opt_D.param_groups[0]["lr"],
                              "perf/images_per_sec": rate, "epoch": self.sampler.epoch}, step)
         self.rec.info.update(durable=False, progress={"step": step, "steps": self.steps, "images_per_sec": rate,
-                                                      "train_seconds": round(self.train_seconds, 2), "at": now()})
+                                                      "train_seconds": round(self.train_seconds, 2),
+                                                      "minutes": c.train.minutes, "at": now()})
         self.loss_log.append((step, vals[0], vals[1]))
         self.acc.zero_()
         self.n_acc, self.t_log = 0, time.perf_counter()

@@ -186,13 +186,14 @@ def write_json(path: str | Path, obj: Any, durable: bool = True) -> Path:
 CHECKSUM = "checksum"  # the key save_torch(checksum=True) adds to a dict
 
 
-def save_torch(path: str | Path, obj: Any, checksum: bool = False, keep_previous: Path | None = None) -> Path:
+def save_torch(path: str | Path, obj: Any, checksum: bool = False, keep_previous: Path | None = None,
+               exclusive: bool = False) -> Path:
     """torch.save through write_atomic; `checksum`: a dict also carries the digest of its contents."""
     import torch
 
     if checksum:
         obj = {**obj, CHECKSUM: digest(obj)}
-    return write_atomic(path, lambda f: torch.save(obj, f), keep_previous=keep_previous)
+    return write_atomic(path, lambda f: torch.save(obj, f), keep_previous=keep_previous, exclusive=exclusive)
 
 
 class Corrupt(ValueError):

@@ -123,11 +123,13 @@ class Recorder:
         with contextlib.suppress(OSError):
             self.reserve.unlink()
 
-    def started(self, first: bool, cfg_toml: str, facts: dict, step: int, world: int | None) -> None:
+    def started(self, first: bool, cfg_toml: str, facts: dict, step: int, world: int | None,
+                resume_set: list | None = None) -> None:
         if first:
             self.info.update(status="running", started=now(), versions=versions(), git_commit=git_commit(), **facts)
         else:
             entry = {"at": now(), "step": step} | ({"world_size": world} if world else {})
+            entry |= {"set": resume_set} if resume_set else {}  # what this resume changed, never forgotten
             self.info.update(status="running", resumed=self.info.data.get("resumed", []) + [entry], **facts)
         if not isinstance(self.info, Null):  # the config as it runs now (a resume may have changed its length)
             fileio.write_atomic(self.run_dir / "config.toml", cfg_toml)

@@ -41,7 +41,7 @@ def test_compare_png_and_csv_equal_the_event_files(two_runs, tmp_path):
     # the two seeds of one experiment are one band; run ids work as well as paths
     c = cmp.compare([runs.resolve_run(d.name, logs) for d in dirs])
     assert cmp.seed_groups(c) == [[0, 1]] and c.seeds == [0, 1] and c.shared_steps == [3, 6]
-    steps, _, mean, std = cmp.band(c, [0, 1])
+    steps, _, mean, std = cmp.band(c, [0, 1], "step")
     v = np.array([s.values for s in c.series])
     assert list(steps) == [3, 6] and np.allclose(mean, v.mean(0)) and np.allclose(std, v.std(0, ddof=1))
     r = cli("compare", dirs[0], dirs[1], "--metric", "kid", "--out", tmp_path / "kid.png")
@@ -67,8 +67,10 @@ def test_x_axis_values_are_the_logged_progress_tags(two_runs, tmp_path, x, logge
         assert cmp.axis(c.series[0], x) == [48.0, 96.0]
     else:
         assert all(0 < a < b for a, b in [cmp.axis(s, x) for s in c.series])
-    _, xs, mean, _ = cmp.band(c, [0, 1], x)
-    assert np.allclose(xs, np.mean([cmp.axis(s, x) for s in c.series], axis=0))
+    _, xs, mean, _ = cmp.band(c, [0, 1], x)  # every run's points from the latest first one to the shortest end
+    ends = [cmp.axis(s, x) for s in c.series]
+    assert xs[0] == max(a[0] for a in ends) and xs[-1] == min(a[-1] for a in ends)
+    assert set(xs) <= {v for a in ends for v in a}
 
 
 def fake_run(root, name, scalars, exp="other"):
@@ -154,7 +156,7 @@ def test_sweep_is_one_band_per_setting(two_runs, tmp_path):
     assert len(notes) == 1 and "optim.g_lr=2e-4-s1 (pending)" in notes[0]
     c = cmp.compare(found, groups=settings)
     assert cmp.seed_groups(c) == [[0, 1], [2]] and c.groups == settings
-    _, _, mean, std = cmp.band(c, [0, 1])
+    _, _, mean, std = cmp.band(c, [0, 1], "step")
     v = np.array([c.series[0].values, c.series[1].values])
     assert np.allclose(mean, v.mean(0)) and np.allclose(std, v.std(0, ddof=1))
     table = tmp_path / "sweep.csv"
@@ -165,3 +167,36 @@ def test_sweep_is_one_band_per_setting(two_runs, tmp_path):
     assert {x["group"] for x in rows} == {"optim.g_lr=1e-4", "optim.g_lr=2e-4"}
     assert [float(x["value"]) for x in rows if x["run"] == "optim.g_lr=2e-4-s0"] == \
         [e.value for e in events(dirs[0]).Scalars(tag)]
+
+
+def test_band_of_time_limited_seeds_reaches_the_shortest_seeds_end():
+    """Two seeds stopped by train.minutes at different steps (8 and 9): on the time axis the band runs to the
+    shorter one's end (27 s), the longer one read there between its own points, not only to shared step 6."""
+    from gan.events import Series
+
+    a = Series(steps=[3, 6, 8], minutes=[1, 2, 3], values=[50.0, 40.0, 36.0], train_seconds=[10.0, 20.0, 27.0],
+               images=[48.0, 96.0, 128.0])
+    b = Series(steps=[3, 6, 9], minutes=[1, 2, 3], values=[52.0, 44.0, 38.0], train_seconds=[11.0, 21.0, 30.0],
+               images=[48.0, 96.0, 144.0])
+    c = cmp.Compared("metrics/fid_c10", [], ["a", "b"], ["tiny"] * 2, [0, 1], [a, b], [3, 6], [], ["s"] * 2, "time")
+    _, xs, mean, std = cmp.band(c, [0, 1], "time")
+    assert list(xs) == [11.0, 20.0, 21.0, 27.0]
+    b_at_27 = 44.0 + (38.0 - 44.0) * (27.0 - 21.0) / (30.0 - 21.0)
+    assert mean[-1] == pytest.approx((36.0 + b_at_27) / 2)
+    assert std[-1] == pytest.approx(float(np.std([36.0, b_at_27], ddof=1)))
+    steps, xs, mean, _ = cmp.band(c, [0, 1], "step")  # on the step axis: the steps both have
+    assert list(steps) == [3, 6] and list(mean) == [51.0, 42.0]
+
+
+def test_compare_never_overwrites_a_plot_or_a_table(two_runs, tmp_path, monkeypatch):
+    logs, dirs, _ = two_runs
+    monkeypatch.chdir(tmp_path)
+    first = {}
+    for n in (0, 1):
+        r = cli("compare", *dirs, "--csv", "points.csv")
+        assert r.exit_code == 0, r.output
+        png, table = ("compare-fid.png", "points.csv") if n == 0 else ("compare-fid-1.png", "points-1.csv")
+        assert png in r.stdout and table in r.stdout
+        first = first or {p: (tmp_path / p).read_bytes() for p in (png, table)}
+    assert {p: (tmp_path / p).read_bytes() for p in first} == first  # the first files as they were
+    assert Image.open(tmp_path / "compare-fid-1.png").size == Image.open(tmp_path / "compare-fid.png").size

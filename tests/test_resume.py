@@ -242,3 +242,59 @@ def test_resumed_run_says_when_its_reference_images_changed(tmp_path):
     assert [(c["step"], c["extractor"], c["what"], c["was"]) for c in ch] == [(9, "c10", "reference images", was)]
     assert ch[0]["now"] == info["metrics_protocol"][0]["reference_sha256"] != was
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 12
+
+
+# ---- nothing overwritten, nothing forgotten ---------------------------------------------------------------------
+
+def test_every_resume_records_its_set_in_run_json(done):
+    exp, run = done
+    r = cli("resume", run, "--device", "cpu", "--set", "train.steps=7", "--set", "optim.g_lr=1e-4", "--set",
+            "train.steps=8")  # a key given twice: the last wins, as in gan train, validate and sweep
+    assert r.exit_code == 0, r.stdout + r.stderr
+    r = cli("resume", run, "--device", "cpu", "--set", "train.steps=9")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    info = json.loads((run / "run.json").read_text())
+    assert [(e["step"], e["set"]) for e in info["resumed"]] == [(6, ["optim.g_lr=1e-4", "train.steps=8"]),
+                                                                (8, ["train.steps=9"])]
+    assert info["step"] == 9 and "g_lr = 0.0001" in (run / "config.toml").read_text()
+
+
+def test_after_a_fallback_to_prev_the_next_rotation_keeps_prev_good(done):
+    _, run = done
+    ck = run / "checkpoints"
+    last, prev = ck / "last.pt", ck / "last.pt.prev"
+    assert checkpoint.load_one(last)["step"] == 6 and checkpoint.load_one(prev)["step"] == 3
+    damaged = bytearray(last.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    last.write_bytes(bytes(damaged))
+    r = cli("resume", run, "--device", "cpu", "--set", "train.steps=7", "--set", "train.checkpoint_every=100")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert "using the previous checkpoint last.pt.prev" in r.stdout
+    assert checkpoint.load_one(last)["step"] == 7  # one rotation since the fallback ...
+    assert checkpoint.load_one(prev)["step"] == 3  # ... and .prev is still the good one, not the damaged file
+    (kept,) = ck.glob("last.pt.damaged-*")
+    assert kept.read_bytes() == bytes(damaged)  # its bytes kept aside
+
+
+def test_export_never_overwrites(done):
+    _, run = done
+    (run / "netG.pth").write_bytes(b"the user's own netG.pth")
+    for n in (1, 2):
+        r = cli("export", run)
+        assert r.exit_code == 0, r.stdout + r.stderr
+        assert f"netG-{n}.pth" in r.stdout and f"netD-{n}.pth" in r.stdout
+    assert (run / "netG.pth").read_bytes() == b"the user's own netG.pth" and not (run / "netD.pth").exists()
+    g1, g2 = (torch.load(run / f"netG-{n}.pth", weights_only=True) for n in (1, 2))
+    assert all(torch.equal(g1[k], g2[k]) for k in g1)
+
+
+def test_a_repeated_set_keeps_its_last_value_in_train_and_validate(tmp_path, tiny_npz):
+    exp = tiny_toml(tmp_path / "tiny.toml", tiny_npz)
+    r = cli("validate", exp, "--set", "train.steps=2", "--set", "optim.g_lr=1e-4", "--set", "train.steps=4")
+    assert r.exit_code == 0 and "steps = 4\n" in r.stdout and "g_lr = 0.0001" in r.stdout, r.stdout + r.stderr
+    r = cli("train", exp, "--device", "cpu", "--logs", tmp_path / "logs", "--set", "train.steps=2", "--set",
+            "train.steps=4")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    run = run_of(tmp_path / "logs")
+    assert json.loads((run / "run.json").read_text())["step"] == 4
+    assert "steps = 4\n" in (run / "config.toml").read_text()

@@ -22,7 +22,7 @@ METRICS = {"enabled": True, "every": 30, "num_samples": 8, "ref_samples": 16, "b
            "extractors": ["c10"]}
 TRAIN = {"steps": 60, "log_every": 3, "image_every": 30, "checkpoint_every": 3}
 GRID = ["--grid", "optim.g_lr=1e-4,2e-4", "--seeds", "2", "--jobs", "2"]
-FOLDERS = ["optim.g_lr=1e-4-s0", "optim.g_lr=1e-4-s1", "optim.g_lr=2e-4-s0", "optim.g_lr=2e-4-s1"]
+FOLDERS = ["g_lr=1e-4-s0", "g_lr=1e-4-s1", "g_lr=2e-4-s0", "g_lr=2e-4-s1"]  # readable setting labels
 
 
 def sweep_toml(folder: Path, npz: Path) -> Path:
@@ -87,7 +87,7 @@ def test_report_numbers_equal_the_event_files(grid_sweep, tmp_path):
     res = CliRunner().invoke(app, ["sweep", "--report", str(sweep), "--csv", str(tmp_path / "r.csv")])
     assert res.exit_code == 0, res.stdout + res.stderr
     rows = {row["setting"]: row for row in csv.DictReader(open(tmp_path / "r.csv"))}
-    assert set(rows) == {"optim.g_lr=1e-4", "optim.g_lr=2e-4"}
+    assert set(rows) == {"g_lr=1e-4", "g_lr=2e-4"}
     bests = {s: [_best(sweep / f"{s}-s{i}") for i in (0, 1)] for s in rows}
     for s, row in rows.items():
         b = bests[s]
@@ -105,28 +105,107 @@ def test_report_numbers_equal_the_event_files(grid_sweep, tmp_path):
     assert f"p = {p:.3g}" in said and ("beats the runner-up" in said or "does not beat the runner-up" in said)
 
 
-def test_aggregate_runs_hold_mean_min_max_and_runs_are_hparams_rows(grid_sweep):
+def test_aggregate_runs_hold_mean_and_std_in_one_tag_family_and_runs_are_hparams_rows(grid_sweep):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     _, sweep = grid_sweep
-    for setting in ("optim.g_lr=1e-4", "optim.g_lr=2e-4"):
+    assert sorted(p.name for p in (sweep / "mean").iterdir()) == ["g_lr=1e-4", "g_lr=2e-4"]  # the labels
+    for setting in ("g_lr=1e-4", "g_lr=2e-4"):
         seeds = [events(sweep / f"{setting}-s{i}") for i in (0, 1)]
         agg = events(sweep / "mean" / setting)
+        tags = agg.Tags()["scalars"]
+        assert {t.split("/")[0] for t in tags} <= {t.split("/")[0] for t in seeds[0].Tags()["scalars"]}
+        assert not [t for t in tags if t.startswith(("min/", "max/"))]  # no top-level groups of their own
         for tag in ("metrics/fid_c10", "loss/D"):
             per = [{e.step: e.value for e in ea.Scalars(tag)} for ea in seeds]
             got = {e.step: e.value for e in agg.Scalars(tag)}
             assert set(got) == set(per[0])
             for step, v in got.items():
                 assert v == pytest.approx((per[0][step] + per[1][step]) / 2, rel=1e-6)
-        lo = {e.step: e.value for e in agg.Scalars("min/metrics/fid_c10")}
-        hi = {e.step: e.value for e in agg.Scalars("max/metrics/fid_c10")}
         fid = [{e.step: e.value for e in ea.Scalars("metrics/fid_c10")} for ea in seeds]
-        assert all(lo[s] == min(f[s] for f in fid) and hi[s] == max(f[s] for f in fid) for s in lo)
+        band = {k: {e.step: e.value for e in agg.Scalars(f"metrics/fid_c10/{k}")}
+                for k in ("mean+std", "mean-std", "min", "max")}
+        assert set(band["mean+std"]) == set(fid[0])
+        for s in fid[0]:
+            vals = torch.tensor([f[s] for f in fid], dtype=torch.float64)
+            m, sd = float(vals.mean()), float(vals.std())  # ddof 1, as the report's ± std
+            assert band["mean+std"][s] == pytest.approx(m + sd, rel=1e-5, abs=1e-6)
+            assert band["mean-std"][s] == pytest.approx(m - sd, rel=1e-5, abs=1e-6)
+            assert band["min"][s] == pytest.approx(min(vals).item())
+            assert band["max"][s] == pytest.approx(max(vals).item())
         for i in (0, 1):  # one HParams row per run, with the swept key as a column
             content = events(sweep / f"{setting}-s{i}").PluginTagToContent("hparams")
             hp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
             assert hp.session_start_info.hparams["optim.g_lr"].number_value == float(setting.split("=")[1])
             assert hp.session_start_info.hparams["experiment.seed"].number_value == i
+
+
+@pytest.fixture(scope="module")
+def auto_sweep(tmp_path_factory, exp):
+    """Two seeds of `precision = auto` with 2 jobs; train.steps given twice (the last wins, as everywhere)."""
+    logs = tmp_path_factory.mktemp("auto")
+    r = gan_cli("sweep", exp, "--seeds", "2", "--jobs", "2", "--set", "train.precision=auto", "--set",
+                "train.steps=2", "--set", "train.steps=3", "--set", "metrics.enabled=false", "--device", "cpu",
+                "--logs", logs)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r, only_sweep(logs)
+
+
+def test_auto_precision_is_decided_once_for_every_seed_and_recorded(auto_sweep):
+    r, sweep = auto_sweep
+    m = manifest(sweep)
+    chosen = m["precision"]["chosen"]
+    assert chosen in ("fp32", "bf16") and m["precision"]["asked"] == "auto"
+    assert "decided once for every run" in " ".join(r.stdout.split())
+    for e in m["runs"]:
+        run = sweep / e["folder"]
+        assert json.loads((run / "run.json").read_text())["precision"] == chosen
+        assert f'precision = "{chosen}"' in (run / "config.toml").read_text()  # pinned, not timed again
+        assert "train.precision = auto:" not in (sweep / "console" / f"{e['folder']}.log").read_text()
+
+
+def test_a_repeated_set_keeps_its_last_value_in_a_sweep(auto_sweep):
+    _, sweep = auto_sweep
+    m = manifest(sweep)
+    assert m["set"] == ["train.precision=auto", "train.steps=3", "metrics.enabled=false"]
+    assert all(json.loads((sweep / e["folder"] / "run.json").read_text())["step"] == 3 for e in m["runs"])
+
+
+def test_a_resumed_sweep_takes_its_threads_from_the_current_jobs(auto_sweep):
+    """--jobs 2 then --resume --jobs 1: the resumed run gets all the cores, not the half it started with (and
+    --jobs 1 then --resume --jobs 4 gets a quarter); the child's own torch.get_num_threads() is what is checked."""
+    _, sweep = auto_sweep
+    n = len(os.sched_getaffinity(0))
+    if n < 2:
+        pytest.skip("one core: every --jobs gives one thread")
+    m = manifest(sweep)
+    e = m["runs"][1]
+    run = sweep / e["folder"]
+    assert json.loads((run / "run.json").read_text())["threads"] == e["threads"] == n // 2
+    # stopped before its end: 3 of 5 steps
+    (run / "config.toml").write_text((run / "config.toml").read_text().replace("steps = 3", "steps = 5"))
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps(info | {"status": "interrupted"}))
+    e["status"] = "interrupted"
+    (sweep / "sweep.json").write_text(json.dumps(m))
+    r = gan_cli("sweep", "--resume", sweep, "--jobs", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["step"] == 5 and info["threads"] == n
+    assert manifest(sweep)["runs"][1]["threads"] == n and f"{n} threads" in r.stdout
+
+
+def test_setting_labels_are_readable_and_the_same_in_folders():
+    from gan.sweep import grid
+
+    over = ['train.diffaug="color,translation,cutout"', "model.conditional=true"]
+    assert grid.setting_name(over) == "diffaug=color+translation+cutout, conditional=true"
+    assert grid.folder_name(grid.setting_name(over), 0) == "diffaug=color+translation+cutout,conditional=true-s0"
+    assert grid.setting_name(['train.diffaug=""', "model.conditional=false"]) == "diffaug=none, conditional=false"
+    assert grid.setting_name(["optim.batch_size=64", "metrics.batch_size=32"]) == \
+        "optim.batch_size=64, metrics.batch_size=32"  # two keys of one name keep their sections
+    assert grid.setting_name(["metrics.extractors=[\"c10\", \"inception\"]"]) == "extractors=c10+inception"
+    assert grid.setting_name([]) == "base"
 
 
 def test_dry_run_lists_the_runs_and_makes_nothing(exp, tmp_path, monkeypatch):
@@ -160,7 +239,7 @@ CASES |= {
     "set_and_swept": (["--grid", "optim.g_lr=1e-4", "--set", "optim.g_lr=2e-4"], "is also swept"),
     "bad_set": (["--grid", "optim.g_lr=1e-4", "--set", "optim.beta1=2"], "optim.beta1 = 2"),
     "rule_between_keys": (["--grid", "loss.name=bce,hinge", "--set", "loss.label_smoothing=0.1"],
-                          "setting loss.name=hinge"),
+                          "setting name=hinge"),
     "sample_without_trials": (["--sample", "optim.g_lr=loguniform:1e-5:1e-3"], "--sample needs --trials"),
     "sample_bad_kind": (["--trials", "2", "--sample", "optim.g_lr=normal:0:1"], "loguniform:LO:HI"),
     "sample_log_from_zero": (["--trials", "2", "--sample", "optim.g_lr=loguniform:0:1e-3"], "LO > 0"),
@@ -317,8 +396,8 @@ def test_a_job_gets_its_threads_and_gpu_in_its_environment(tmp_path):
     assert job.args[2:8] == ["--set", "train.steps=5", "--set", "optim.g_lr=1e-4", "--set", "experiment.seed=0"]
     assert job.args[-2:] == ["--run-dir", str((tmp_path / "a-s0").resolve())]
     assert job.args[job.args.index("--device") + 1] == "cuda"
-    man.runs[0]["threads"] = 2  # a resumed run keeps its first thread count (bit-exact CPU kernels)
-    assert s.job(man.runs[0], "resume", Slot(0, 4, None)).env["OMP_NUM_THREADS"] == "2"
+    man.runs[0]["threads"] = 2  # a resumed run takes its slot's share of this sweep's --jobs, not its first one
+    assert s.job(man.runs[0], "resume", Slot(0, 4, None)).env["OMP_NUM_THREADS"] == "4"
 
 
 
@@ -333,6 +412,18 @@ def test_live_table_row_reads_the_run_heartbeat(tmp_path):
         "last_eval": {"step": 200, "values": {"metrics/fid_c10": 41.234, "metrics/kid_c10": 0.03}}})
     assert live_row(tmp_path, "running") == ["running", "250/1000", "512", "41.23 @ 200", "5m00s"]
     assert live_row(tmp_path / "none", "pending") == ["pending", "0/?", "-", "-", "-"]
+
+
+def test_live_table_eta_follows_the_limit_that_ends_the_run(tmp_path):
+    """quick's shape: train.steps = 1,000,000 and train.minutes = 10: the time limit ends it, not the steps."""
+    from gan import fileio
+    from gan.sweep.jobs import live_row
+
+    beat = {"step": 250, "steps": 1_000_000, "images_per_sec": 512.4, "train_seconds": 100.0, "minutes": 10}
+    fileio.write_json(tmp_path / "run.json", {"progress": beat})
+    assert live_row(tmp_path, "running")[1::3] == ["250/~1500", "8m20s"]  # 500 s left at 2.5 steps/s
+    fileio.write_json(tmp_path / "run.json", {"progress": beat | {"steps": 300}})  # the steps end it first
+    assert live_row(tmp_path, "running")[1::3] == ["250/300", "20s"]
 
 
 def test_what_a_run_needs_after_a_kill_and_nothing_is_deleted(tmp_path):

@@ -133,7 +133,7 @@ def test_a_resumed_search_continues_its_study_and_fails_trials_it_never_wrote_do
     first = search.Search(man)
     entry = first.new_entry()  # trial 0, written down
     orphan = first.study.ask()  # trial 1: asked, then the sweep was killed before it wrote the run down
-    assert entry["trial"] == 0 and entry["seed"] == 0 and entry["folder"].startswith("t000-optim.g_lr=")
+    assert entry["trial"] == 0 and entry["seed"] == 0 and entry["folder"].startswith("t000-g_lr=")
     lr, name = (o.split("=")[1] for o in entry["overrides"][:2])
     assert 1e-5 <= float(lr) <= 1e-3 and name in ("hinge", "bce") and lr == search.value_text(float(lr))
     again = search.Search(Manifest.load(tmp_path))

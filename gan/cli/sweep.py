@@ -49,13 +49,14 @@ def _report(man, csv_path: Path | None) -> None:
     console.print(f"[bold]verdict[/]: {rep.verdict}")
     agg = report.aggregates(man, rep)
     if agg:
-        console.print(f"TensorBoard: {len(agg)} aggregate runs (mean, min/max over seeds) under {man.folder / 'mean'}")
+        console.print(f"TensorBoard: {len(agg)} aggregate runs (mean, mean ± std, min/max over seeds) under "
+                      f"{man.folder / 'mean'}")
     if csv_path is not None:
         console.print(f"csv: {report.write_csv(man, rep, csv_path)}")
 
 
 def _run(man, kind: str, params: dict, array: bool, jobs: int | None, csv_path: Path | None) -> None:
-    from gan.sweep import launchers, manifest
+    from gan.sweep import launchers, manifest, precision
     from gan.sweep.jobs import Scheduler
 
     with manifest.lock(man.folder):
@@ -65,6 +66,9 @@ def _run(man, kind: str, params: dict, array: bool, jobs: int | None, csv_path: 
 
             search = Search(man)
         slots = _slots(kind, jobs, man.data["device"], params, len(man.runs) or 1)
+        precision.decide(man, str(man.folder / man.data["base"]), man.data.get("set", []),
+                         man.runs[0]["overrides"] if man.runs else [], man.data["device"],
+                         slots[0].threads if slots else 0, kind, console.print)
         launcher = launchers.make(kind, man.folder, params, array, len(slots))
         man.update(man.data, launcher={"kind": kind, "params": params, "array": array}, jobs=len(slots))
         code = Scheduler(man, launcher, slots, man.data["device"], search).run()
@@ -79,7 +83,8 @@ def sweep_cmd(
     exp: Optional[str] = typer.Argument(None, help="experiment name or .toml (not with --resume/--report)"),
     grid_: List[str] = typer.Option([], "--grid", help="KEY=V1,V2,... swept values (repeatable: the cartesian "
                                     "product); each is validated as --set is"),
-    set_: List[str] = typer.Option([], "--set", help="KEY=VALUE for every run of the sweep (repeatable)"),
+    set_: List[str] = typer.Option([], "--set", help="KEY=VALUE for every run of the sweep (repeatable; a key "
+                                   "given twice: the last wins)"),
     seeds: int = typer.Option(1, "--seeds", min=1, help="seeds 0..N-1 per setting"),
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="runs at once (CPU: cores are split, torch "
                                        "threads = cores // J; default one per visible GPU, else 1; --resume: the "
@@ -109,8 +114,8 @@ def sweep_cmd(
     csv_: Optional[Path] = typer.Option(None, "--csv", help="also write the ranking as CSV"),
 ) -> None:
     """Run a grid (or an Optuna search) of runs × seeds, J at once; rank the settings by best FID over seeds."""
-    from gan import rundir
-    from gan.sweep import grid, search as gsearch
+    from gan import config, rundir
+    from gan.sweep import grid, precision, search as gsearch
     from gan.sweep.manifest import Manifest
 
     kind, params = _launcher(launcher, submitit_, array)
@@ -142,6 +147,7 @@ def sweep_cmd(
     runs = grid.plan(axes, 0 if trials else seeds)
     base = grid.validate(exp, sets, axes, runs)
     gsearch.validate(exp, sets, dists)
+    precision.check(config.load(exp, sets).train.precision, axes, kind)
     slots = _slots(kind, jobs, device, params, len(runs) or trials)
     if dry_run:
         return _dry_run(runs, slots, dists, trials, base.experiment.name)

@@ -11,7 +11,7 @@ from gan.cli import app
 from gan.errors import GanError, friendly
 from gan.console import console
 
-SET_HELP = "override a key: section.key=value (repeatable; TOML values)"
+SET_HELP = "override a key: section.key=value (repeatable; TOML values; a key given twice: the last wins)"
 
 
 def _finish(result) -> None:
@@ -133,7 +133,7 @@ def resume_cmd(run_dir: Path = typer.Argument(..., help="a run folder under logs
     from gan.engine import Trainer
 
     def make(stop):
-        tr = Trainer(cfg, device=device, resume=run_dir, stop=stop)
+        tr = Trainer(cfg, device=device, resume=run_dir, stop=stop, resume_set=config.last_wins(set_))
         if (tr.step >= tr.steps or tr._out_of_time()) and _status(run_dir) == "completed":
             if tr.step >= tr.steps:
                 raise GanError(f"'{run_dir}' is already complete ({tr.step}/{tr.steps} steps); extend it with "

@@ -41,7 +41,7 @@ def bands(folder: Path) -> Path:
     r = subprocess.run([sys.executable, "-m", "gan", "compare", "--sweep", str(folder), "--x", "time", "--out", str(out)])
     if r.returncode != 0:
         sys.exit(f"gan compare --sweep {folder} ended with {r.returncode}")
-    return out
+    return max(folder.glob("bands*.png"), key=lambda p: p.stat().st_mtime)  # bands-1.png when bands.png was there
 
 
 def real(steps: int, seeds: int, jobs: int, logs: Path, sets: list[str]) -> None:

@@ -80,21 +80,18 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
 
 
 def check_sets(items: list[str], swept: set[str]) -> list[str]:
-    """--set items (applied to every run); a key may not be both set and swept."""
-    seen = set()
+    """--set items (applied to every run), a repeated key's last value kept (config.last_wins, the rule of every
+    command); a key may not be both set and swept."""
     for item in items:
         key, _ = key_of(item, "--set")
         if key in swept:
             raise GanError(f"--set {item!r}: {key} is also swept; give it in one place")
-        if key in seen:
-            raise GanError(f"--set {key} is given twice")
-        seen.add(key)
-    return list(items)
+    return config.last_wins(items)
 
 
 def safe_name(setting: str) -> str:
     """A setting as a folder name: only characters a run name allows, at most 180 bytes."""
-    name = UNSAFE.sub("_", setting.replace('"', "").replace("'", ""))
+    name = UNSAFE.sub("_", setting.replace(", ", ",").replace('"', "").replace("'", ""))
     if len(name) > 180:  # a long setting: cut, with a hash that keeps names distinct
         name = name[:170] + "_" + hashlib.sha256(setting.encode()).hexdigest()[:8]
     return name
@@ -105,8 +102,22 @@ def folder_name(setting: str, seed: int) -> str:
     return f"{safe_name(setting)}-s{seed}"
 
 
+def label_value(raw: str) -> str:
+    """A value as a label shows it: quotes dropped, a comma inside it (a TOML list, a "color,cutout" string) as +,
+    an empty string or list as `none`."""
+    v = raw.strip().strip("[]").replace('"', "").replace("'", "")
+    return "+".join(x.strip() for x in v.split(",")) if v.strip() else "none"
+
+
 def setting_name(overrides: list[str]) -> str:
-    return ",".join(overrides) or "base"
+    """A setting's readable label, the one name it has in sweep.json, its folders, the report, the aggregate
+    TensorBoard runs and the plots: `diffaug=color+translation+cutout, conditional=true` for
+    ['train.diffaug="color,translation,cutout"', 'model.conditional=true'] (a key keeps its section only where
+    two swept keys share a name)."""
+    keys = [o.split("=", 1)[0].strip() for o in overrides]
+    short = [k.split(".", 1)[1] for k in keys]
+    return ", ".join(f"{s if short.count(s) == 1 else k}={label_value(o.split('=', 1)[1])}"
+                     for k, s, o in zip(keys, short, overrides)) or "base"
 
 
 def plan(grid: dict[str, list[str]], seeds: int) -> list[Run]:
@@ -118,9 +129,11 @@ def plan(grid: dict[str, list[str]], seeds: int) -> list[Run]:
         name = setting_name(over)
         runs += [Run(name, over + [f"{SEED_KEY}={s}"], s, folder_name(name, s)) for s in range(seeds)]
     folders = [r.folder for r in runs]
-    clash = next((f for f in folders if folders.count(f) > 1), None)
+    labels = [r.setting for r in runs[::max(1, seeds)]]
+    clash = next((f for f in folders if folders.count(f) > 1), None) or \
+        next((s for s in labels if labels.count(s) > 1), None)
     if clash:  # two values that differ only in characters a folder cannot hold
-        raise GanError(f"--grid: two settings would share the folder '{clash}'; spell their values apart")
+        raise GanError(f"--grid: two settings would share the name '{clash}'; spell their values apart")
     return runs
 
 

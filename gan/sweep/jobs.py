@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gan.runs import fmt_duration
 from gan.stop import Stop
-from gan.sweep import launchers
+from gan.sweep import launchers, precision
 from gan.sweep.manifest import FINAL, Manifest, clear_for_start, needs, run_info
 from gan.console import console
 from gan.rundir import RunInfo, now
@@ -91,11 +91,14 @@ class Scheduler:
         if what == "resume":
             args = ["resume", str(d), "--device", self.device]
         else:
-            sets = [a for o in self.man.data.get("set", []) + entry["overrides"] for a in ("--set", o)]
+            pin = precision.needs_pin(self.man, entry)  # `auto` decided once for the sweep
+            over = self.man.data.get("set", []) + entry["overrides"] + ([pin] if pin else [])
+            sets = [a for o in over for a in ("--set", o)]
             args = ["train", str((self.man.folder / self.man.data["base"]).resolve()), *sets, "--device",
                     self.device, "--run-dir", str(d)]
-        # a resumed run keeps the thread count it started with: CPU kernels then agree bit for bit
-        threads = entry.get("threads") if what == "resume" and entry.get("threads") else (slot.threads if slot else 0)
+        # the machine is split by this sweep's --jobs, on every start and resume: a run first started with more
+        # threads resumes with its slot's share (its numbers then follow, not equal, an unbroken run's)
+        threads = slot.threads if slot else 0
         env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
         if slot is not None and slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot.gpu
@@ -277,6 +280,18 @@ def live_row(run_dir: Path, status: str) -> list[str]:
     tag = (info.get("primary_metric") or {}).get("tag")
     ev = info.get("last_eval") or {}
     fid = ev.get("values", {}).get(tag) if tag else None
-    eta = (steps - step) * secs / step if step and steps and secs else None
-    return [status, f"{step}/{steps or '?'}", f"{p['images_per_sec']:.0f}" if p.get("images_per_sec") else "-",
+    eta, shown = remaining(step, steps, secs, p.get("minutes") or 0)
+    return [status, f"{step}/{shown}", f"{p['images_per_sec']:.0f}" if p.get("images_per_sec") else "-",
             f"{fid:.4g} @ {ev.get('step')}" if fid is not None else "-", fmt_duration(eta)]
+
+
+def remaining(step: int, steps: int | None, secs: float, minutes: float) -> tuple[float | None, str]:
+    """(training seconds left, the steps the run will end at) under whichever limit ends it first: train.steps,
+    or train.minutes (then its end step is an estimate from the pace so far, shown as ~N)."""
+    if not step or not secs:
+        return None, str(steps or "?")
+    by_steps = (steps - step) * secs / step if steps else None
+    by_time = max(0.0, 60 * minutes - secs) if minutes else None
+    if by_time is not None and (by_steps is None or by_time < by_steps):
+        return by_time, f"~{step + round(by_time * step / secs)}"
+    return by_steps, str(steps or "?")

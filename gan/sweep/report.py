@@ -7,9 +7,10 @@ reach it (progress/train_seconds at that step: evaluations excluded). Each setti
 best setting beats the runner-up at p < 0.05. The best is picked from the same numbers it is tested on, so with
 many settings this is optimistic: re-run the top two with fresh seeds before believing a small p.
 
-TensorBoard cannot average runs, so each setting also gets an aggregate run under <sweep>/mean/<setting>/: every
-scalar its completed seeds share as their mean, metrics also as min/<tag> and max/<tag>, and a Custom Scalars
-band (Margin chart) per metric.
+TensorBoard cannot average runs, so each setting also gets an aggregate run under <sweep>/mean/<setting label>/:
+every scalar its completed seeds share as their mean under the seeds' own tag (so the mean is drawn on the seeds'
+chart), each metric also as <tag>/mean+std, <tag>/mean-std (std with ddof 1, as the report) and <tag>/min,
+<tag>/max beside it, in the metric's own tag family, and a Custom Scalars band (Margin chart) per metric.
 """
 from __future__ import annotations
 
@@ -174,10 +175,15 @@ def write_csv(man: Manifest, rep: Report, path: Path) -> Path:
 
 
 # ---- TensorBoard ---------------------------------------------------------------------------------------------
+def band_tags(tag: str) -> dict[str, str]:
+    """The aggregate run's tags of metric `tag` besides its mean (kept under `tag`): one tag family, the metric's."""
+    return {k: f"{tag}/{k}" for k in ("mean+std", "mean-std", "min", "max")}
+
+
 def aggregates(man: Manifest, rep: Report) -> list[Path]:
-    """<sweep>/mean/<setting>/: per setting with ≥ 2 completed seeds, every scalar they share (at the steps they
-    share) as the mean, metrics/* also as min/ and max/ tags, and a Custom Scalars band per metric. Rewritten
-    whole each time (a new folder swapped in), since it is derived from the runs' own events."""
+    """<sweep>/mean/<setting label>/: per setting with ≥ 2 completed seeds, every scalar they share (at the steps
+    they share) as the mean, metrics/* also as mean ± std and min/max (band_tags), and a Custom Scalars band per
+    metric. Rewritten whole each time (a new folder swapped in), since it is derived from the runs' own events."""
     out = []
     for row in rep.rows:
         series = [rep.scalars[r.entry["folder"]] for r in row.done]  # the runs the ranking is over
@@ -193,13 +199,18 @@ def aggregates(man: Manifest, rep: Report) -> list[Path]:
             steps = sorted(set.intersection(*(set(s.steps) for s in per)))
             for step in steps:
                 vals = [s.values[s.steps.index(step)] for s in per]
-                point = {tag: sum(vals) / len(vals)}
+                mean = sum(vals) / len(vals)
+                point = {tag: mean}
                 if tag.startswith("metrics/"):
-                    point |= {f"min/{tag}": min(vals), f"max/{tag}": max(vals)}
+                    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+                    bt = band_tags(tag)
+                    point |= {bt["mean+std"]: mean + std, bt["mean-std"]: mean - std, bt["min"]: min(vals),
+                              bt["max"]: max(vals)}
                 tb.scalars(point, step)
             if tag.startswith("metrics/"):
-                bands[f"{tag.split('/', 1)[1]}: mean, min–max over seeds"] = ["Margin", [tag, f"min/{tag}",
-                                                                                        f"max/{tag}"]]
+                bt = band_tags(tag)
+                bands[f"{tag.split('/', 1)[1]}: mean ± std over seeds"] = ["Margin", [tag, bt["mean-std"],
+                                                                                      bt["mean+std"]]]
         tb.custom_scalars({f"sweep {man.folder.name}: bands over seeds": bands})
         tb.text("sweep", f"mean over {len(series)} seeds of setting `{row.setting}` in sweep `{man.folder}`: "
                          + ", ".join(r.entry["folder"] for r in row.done))
