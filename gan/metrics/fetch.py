@@ -65,13 +65,13 @@ def _open(address: str, timeout: float):
     t.start()
     t.join(timeout)
     if t.is_alive():
-        raise TimeoutError(f"no answer within {timeout:g} s")
+        raise TimeoutError("timed out")
     if "err" in box:
         raise box["err"]
     return box["resp"]
 
 
-def _why(e: BaseException) -> str:
+def _why(e: BaseException, timeout: float) -> str:
     if isinstance(e, IncompleteRead):
         return f"truncated: the connection closed with {e.expected:,} bytes still to come"
     if isinstance(e, urllib.error.HTTPError):
@@ -79,8 +79,8 @@ def _why(e: BaseException) -> str:
     if isinstance(e, urllib.error.URLError):
         r = e.reason
         return f"no network or host unreachable ({getattr(r, 'strerror', None) or r})"
-    if isinstance(e, (TimeoutError, OSError)) and "timed out" in str(e):
-        return "the server stopped answering (timed out)"
+    if isinstance(e, OSError) and "timed out" in str(e):
+        return f"no answer for {timeout:g} s (timed out)"
     return str(e) or type(e).__name__
 
 
@@ -121,7 +121,7 @@ def fetch(address: str | None = None, timeout: float = CLI_TIMEOUT, console=None
         except FetchError as e:
             raise fail(str(e)) from None
         except (OSError, HTTPException, ValueError) as e:  # URLError, timeouts, resets, IncompleteRead
-            raise fail(_why(e)) from None
+            raise fail(_why(e, timeout)) from None
         if sha != expected:
             raise fail(f"sha256 {sha[:16]}… is not the pinned {expected[:16]}… (a wrong or damaged file)")
         f.flush()
@@ -160,7 +160,7 @@ class _bar:
 _tried: dict[str, str] = {}  # url -> why it failed: a process tries each URL once
 
 
-def at_run_start(console=None) -> tuple[Path | None, str]:
+def at_run_start(console=None) -> tuple[str | None, str]:
     """The fetch a run makes when its metrics want the standard Inception and it is missing: a short timeout,
     tried once per process; (path, why) or (None, one line saying what happened and what to do)."""
     address = url()
@@ -171,4 +171,4 @@ def at_run_start(console=None) -> tuple[Path | None, str]:
     except GanError as e:
         _tried[address] = f"{e} (metrics.fetch_inception = false skips this)"
         return None, _tried[address]
-    return path, f"fetched from {address}, sha256 verified: {path}"
+    return str(path), f"fetched from {address}, sha256 verified: {path}"
