@@ -96,7 +96,7 @@ def leaderboard_cmd(
         for t in tables:
             console.print(t)
         for line in lines:
-            console.print(line)
+            console.print(line, soft_wrap=True)
     if csv_ is not None:
         console.print(f"csv: {lb.write_csv(b, csv_)}")
 

@@ -76,7 +76,7 @@ def source_line(f: Figure) -> str:
 def readme_cell(experiment: str) -> str:
     """The README experiments table's published column for an experiment ("—" when no figure applies)."""
     figs = [f for f in LITERATURE if experiment in f.experiments]
-    return "; ".join(f"FID {f.fid:.2f} ({f.model}, {f.protocol} protocol)" for f in figs) or "—"
+    return "; ".join(f"FID {f.fid:.2f} ({f.model}, protocol `{f.protocol}`)" for f in figs) or "—"
 
 
 def reference_images(p: Protocol, root: str) -> tuple[np.ndarray, str]:
