@@ -81,12 +81,12 @@ def features_get(what: str = typer.Argument(..., help="inception: the standard p
     dest = fetch.target()
     if dest.is_file():
         if fileio.sha256_file(dest) == fetch.EXPECTED_SHA256:
-            console.print(f"already in place, sha256 verified: {dest}")
+            console.print(f"already in place, sha256 verified: {dest}", soft_wrap=True)
             return
         fileio.set_aside(dest, "its sha256 is not the pinned one", console.print)
     path = fetch.fetch(url or fetch.url(), fetch.CLI_TIMEOUT, console)
     console.print(f"fetched {url or fetch.url()}: {path} ({path.stat().st_size:,} bytes, sha256 "
-                  f"{fetch.EXPECTED_SHA256[:16]}… verified, loads with weights_only=True)")
+                  f"{fetch.EXPECTED_SHA256[:16]}… verified, loads with weights_only=True)", soft_wrap=True)
 
 
 @features_app.command("where")
