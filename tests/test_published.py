@@ -81,11 +81,25 @@ def test_protocols_refuse_in_one_line(two_runs, small, tmp_path, monkeypatch):
         "published_protocol" not in x for x in json.loads((dirs[0] / "metrics.json").read_text()))
 
 
-def test_features_check_published_refuses_without_the_standard_weights(small, standin_weights, monkeypatch):
+def test_features_check_published(small, standin_weights, monkeypatch):
     one_line_error(cli("features", "check", "--published", "--data", small), "not the standard", "sha256")
     monkeypatch.delenv("GAN_INCEPTION_WEIGHTS")
     one_line_error(cli("features", "check", "--published", "--data", small),
                    "--published needs the standard Inception weights", "gan features get inception")
+    # the figure itself, with the stand-in taken for the standard file (in this test only)
+    from gan.metrics import protocol
+
+    monkeypatch.setattr(protocol, "INCEPTION_SHA256", sha256_file(standin_weights))
+    args = ("features", "check", "--published", "--data", small, "--inception-weights", standin_weights,
+            "--device", "cpu")
+    one_line_error(cli(*args), "needs 40 CIFAR-10 test images", "has 30")
+    monkeypatch.setitem(published.PROTOCOLS, "diffaug",
+                        dataclasses.replace(published.PROTOCOLS["diffaug"], reference_count=30))
+    r = cli(*args)
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if x.startswith("FID train"))
+    fid = float(line.split(": ")[1].split()[0])
+    assert line.startswith("FID train 12 vs test 30 (standard Inception)") and "3.1508" in line and fid > 0
 
 
 def test_eval_metrics_fid_computes_no_class_or_prc_metric(two_runs, tmp_path):

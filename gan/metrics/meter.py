@@ -17,10 +17,11 @@ class Meter:
         self.console, self.log, self.bar, self.task = console, log, None, None
 
     def rate(self, ext, device: torch.device, n: int = 4) -> float:
-        """Images per second of the extractor here, timed on one small batch after a warm-up image."""
+        """Images per second of the extractor here, timed on one small batch after a warm-up batch of the same
+        shape (a new shape sets up its kernels first)."""
         x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, device=device)
         with torch.inference_mode():
-            ext.module(x[:1])
+            ext.module(x)
             sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
             sync()
             t0 = time.perf_counter()
@@ -35,7 +36,7 @@ class Meter:
             r = self.rate(e, device)
             secs += n_images / r
             total += n_images
-            parts.append(f"{e.name} {r:,.0f} images/s")
+            parts.append(f"{e.name} {r:,.3g} images/s")
         self.log(f"{n_images:,} images through {', '.join(e.name for e in extractors)} on {device.type} "
                  f"({'; '.join(parts)}, measured on a batch): about {_fmt(secs)}")
         if self.console is not None:
