@@ -222,8 +222,11 @@ def measured(run: Path, name: str) -> tuple[dict | None, str]:
             and isinstance((r.get("values") or {}).get("metrics/fid"), (int, float))]
     if good:
         return min(good, key=lambda r: r["values"]["metrics/fid"]), ""
-    return None, ("measured with Inception weights that are not the standard file" if sized
-                  else "measured at other sizes than the protocol's")
+    last = under[-1]["published_protocol"]
+    why = [] if last in [r["published_protocol"] for r in sized] else [
+        f"at {last.get('samples', 0):,} vs {last.get('reference_count', 0):,} images, not the protocol's sizes"]
+    why += [] if last.get("standard_inception") else ["with Inception weights that are not the standard file"]
+    return None, "measured " + " and ".join(why or ["without a standard FID"])
 
 
 def published(b: Board):
