@@ -295,8 +295,6 @@ MASKS = [  # (key, masking key, masked when, fix or None)
     (("metrics", "*"), ("metrics", "enabled"), lambda c: not c.metrics.enabled, None),
     (("metrics", "inception_weights"), ("metrics", "extractors"),
      lambda c: not {"auto", "inception"} & set(c.metrics.extractors), None),
-    (("metrics", "fetch_inception"), ("metrics", "extractors"),
-     lambda c: not {"auto", "inception"} & set(c.metrics.extractors), None),
     (("data", "path"), ("data", "dataset"), lambda c: c.data.dataset == "cifar10", None),
     (("data", "root"), ("data", "dataset"), lambda c: c.data.dataset != "cifar10", None),
 ]
