@@ -107,7 +107,7 @@ def test_get_lands_a_verified_file_that_loads_weights_only(server, cache):
     assert f"inception: {dest} (torch-fidelity cache" in where and "not the standard file" in where
 
 
-@pytest.mark.parametrize("path, needle", [("/wrong", "is not the pinned"), ("/truncated", "truncated"),
+@pytest.mark.parametrize("path, needle", [("/wrong", "is not the pinned"), ("/truncated", "truncated: "),
                                           ("/hang", "no answer for 0.5 s (timed out)"), ("/slow", "no answer for 0.5 s"),
                                           ("/missing", "HTTP 404")])
 def test_every_failure_is_one_line_and_leaves_nothing(server, cache, path, needle):
