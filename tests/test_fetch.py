@@ -34,7 +34,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):  # noqa: N802 - http.server's name
-        body = {"/good": GOOD, "/wrong": WRONG, "/truncated": GOOD, "/slow": GOOD}.get(self.path)
+        body = {"/good": GOOD, "/wrong": WRONG, "/short": GOOD, "/slow": GOOD}.get(self.path)
         if self.path == "/hang":
             time.sleep(3)  # past every timeout the tests give
             return
@@ -42,13 +42,13 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         self.send_response(200)
-        self.send_header("Content-Length", str(len(body) + (1000 if self.path == "/truncated" else 0)))
+        self.send_header("Content-Length", str(len(body) + (1000 if self.path == "/short" else 0)))
         self.end_headers()
         if self.path == "/slow":  # headers and a first part, then silence
             self.wfile.write(body[:100])
             self.wfile.flush()
             time.sleep(3)
-        self.wfile.write(body if self.path != "/truncated" else body[: len(body) // 2])
+        self.wfile.write(body if self.path != "/short" else body[: len(body) // 2])
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_get_lands_a_verified_file_that_loads_weights_only(server, cache):
     assert f"inception: {dest} (torch-fidelity cache" in where and "not the standard file" in where
 
 
-@pytest.mark.parametrize("path, needle", [("/wrong", "is not the pinned"), ("/truncated", "truncated: "),
+@pytest.mark.parametrize("path, needle", [("/wrong", "is not the pinned"), ("/short", "truncated: "),
                                           ("/hang", "no answer for 0.5 s (timed out)"), ("/slow", "no answer for 0.5 s"),
                                           ("/missing", "HTTP 404")])
 def test_every_failure_is_one_line_and_leaves_nothing(server, cache, path, needle):
