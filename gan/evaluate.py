@@ -130,7 +130,7 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
         meter = Meter(console, log)
         log(f"--protocol {p.name}: {p.what} (as {p.used_by} report)")
     try:
-        ev, notes = build(m, ref, dev, cfg.model.z_dim, log, g.num_classes, meter, reference)
+        ev, notes = build(m, ref, dev, cfg.model.z_dim, log, g.num_classes, meter=meter, reference=reference)
         if ev is None:
             raise GanError("no feature extractor can run: " + "; ".join(notes))
         proto = ev.protocol()

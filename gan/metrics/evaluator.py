@@ -149,5 +149,5 @@ def build(mcfg, ref_images: torch.Tensor, device: torch.device, z_dim: int, log=
     """The evaluator a run's metrics config asks for, or None, with one line per extractor saying why."""
     if not mcfg.enabled or not scores.names(scores.wanted(mcfg, num_classes > 0), classifier=True):
         return None, ["off (metrics.enabled = false or no metric chosen)"]
-    ev = Evaluator(mcfg, ref_images, device, z_dim, log, num_classes, meter, reference)
+    ev = Evaluator(mcfg, ref_images, device, z_dim, log, num_classes, meter=meter, reference=reference)
     return (ev if ev.extractors else None), ev.notes
