@@ -119,6 +119,9 @@ class Metrics:
     extractors: list = _f(["auto"], "feature extractors: inception, c10, or auto (inception when its weights "
                                     "are present, plus c10)", factory=True)
     inception_weights: str = _f("", "path to pt_inception-2015-12-05 weights; env GAN_INCEPTION_WEIGHTS")
+    fetch_inception: bool = _f(True, "when extractors want the standard Inception and its weights are missing, fetch "
+                                     "them once at start (torch-fidelity's URL or env GAN_INCEPTION_URL, sha256 "
+                                     "verified; offline: c10 after ≤ 3 s)")
     batch_size: int = _f(250, "images per feature-extraction batch", min=1)
     enabled: bool = _f(True, "compute metrics at all (false: a --set of another metrics key is refused)")
 

@@ -89,8 +89,11 @@ def read_records(path: Path, log) -> list:
 
 
 def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics: str = "fid,kid,is",
-             device: str = "auto", extractors: list[str] | None = None, log=console.print) -> dict:
-    """Metrics of a checkpoint, appended to <run>/metrics.json and written to TensorBoard as eval/<tag>."""
+             device: str = "auto", extractors: list[str] | None = None, log=console.print,
+             preset: str | None = None, data: str | None = None) -> dict:
+    """Metrics of a checkpoint, appended to <run>/metrics.json and written to TensorBoard as eval/<tag>.
+    `preset`: a published protocol (gan/metrics/published.py) fixes the samples, the reference set (CIFAR-10's
+    split under `data`, default the run's data folder) and the extractor (Inception); logged as eval/<preset>/<tag>."""
     from gan.data import load_dataset, to_tensor
     from gan.device import pick as pick_device
     from gan.metrics.evaluator import build
@@ -101,22 +104,54 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
         raise GanError(f"--metrics {metrics!r}: expected a comma list out of {', '.join(EVAL_METRICS)}")
     if samples is not None and samples < 2:
         raise GanError(f"--samples {samples}: expected at least 2")
+    p = None
+    if preset is not None:
+        from gan.metrics import published
+
+        p = published.protocol(preset)
+        if samples is not None or extractors or want != list(EVAL_METRICS):
+            raise GanError(f"--protocol {preset} fixes the samples ({p.samples:,}), the metrics (fid, kid, is) and "
+                           "the extractor (inception): drop --samples/--metrics/--extractor")
     dev = pick_device(device)
     g = load_generator(run, which, dev)
     cfg = g.cfg
+    # only what was asked: --metrics fid computes neither precision/recall nor the class metrics
     m = dataclasses.replace(cfg.metrics, fid="fid" in want, kid="kid" in want, is_="is" in want, enabled=True,
-                            num_samples=samples or cfg.metrics.num_samples,
+                            prc=False, classes=False, num_samples=samples or cfg.metrics.num_samples,
                             extractors=extractors or cfg.metrics.extractors)
-    data = load_dataset(cfg.data)
-    ref = to_tensor(data.metric_images, cfg.data.image_size, dev)
-    ev, notes = build(m, ref, dev, cfg.model.z_dim, log, g.num_classes, data.classes)
-    if ev is None:
-        raise GanError("no feature extractor can run: " + "; ".join(notes))
-    proto = ev.protocol()
-    values = ev(g.G, m.num_samples).values
+    meter, reference, classes = None, None, None
+    if p is None:
+        data_set = load_dataset(cfg.data)
+        ref, classes = to_tensor(data_set.metric_images, cfg.data.image_size, dev), data_set.classes
+    else:
+        x, reference = published.reference_images(p, data or _data_folder(cfg.data))
+        ref = to_tensor(x, 32, dev)
+        m = dataclasses.replace(m, num_samples=p.samples, ref_samples=p.reference_count, extractors=["inception"])
+        from gan.metrics.meter import Meter
+
+        meter = Meter(console, log)
+        log(f"--protocol {p.name}: {p.what} (as {p.used_by} report)")
+    try:
+        ev, notes = build(m, ref, dev, cfg.model.z_dim, log, g.num_classes, classes, meter=meter,
+                          reference=reference)
+        if ev is None:
+            raise GanError("no feature extractor can run: " + "; ".join(notes))
+        proto = ev.protocol()
+        values = ev(g.G, m.num_samples).values
+    finally:
+        if meter is not None:
+            meter.close()
     record = {"at": now(), "checkpoint": which, "step": g.step, "samples": m.num_samples, "protocol": proto,
               "values": values}
-    differs = reference_check(run, proto)
+    if p is not None:
+        standard = all(e["suffix"] == "" for e in proto)
+        record["published_protocol"] = {"name": p.name, "samples": p.samples, "reference": p.reference,
+                                        "reference_count": p.reference_count, "what": p.what,
+                                        "standard_inception": standard}
+        if not standard:
+            log(f"[yellow]warning: these Inception weights are not the standard pt_inception-2015-12-05: the "
+                f"numbers are logged as {', '.join(values)} and never sit beside published figures[/]")
+    differs = None if p is not None else reference_check(run, proto)
     if differs:
         record["reference_differs"] = differs
         log(f"[yellow]warning: the reference images differ from the run's own (sha256 {differs['now'][:16]}… now, "
@@ -129,13 +164,24 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
     from torch.utils.tensorboard import SummaryWriter
 
     w = SummaryWriter(log_dir=str(run), filename_suffix=f".eval-{which}-{g.step}")
+    prefix = "eval/" if p is None else f"eval/{p.name}/"  # a protocol's numbers never share a chart with others
     try:
         for tag, v in values.items():
             if math.isfinite(v):
-                w.add_scalar(f"eval/{tag.split('/', 1)[1]}", v, g.step)
+                w.add_scalar(prefix + tag.split("/", 1)[1], v, g.step)
     finally:
         w.close()
     return record
+
+
+def _data_folder(data_cfg) -> str:
+    """Where a run's CIFAR-10 lives: data.root (or GAN_DATA_ROOT) for cifar10, else data.path's folder."""
+    import os
+
+    if data_cfg.dataset == "cifar10":
+        return data_cfg.root
+    path = Path(data_cfg.path.split("*")[0] or ".")
+    return str(path if path.is_dir() else path.parent) if data_cfg.path else os.environ.get("GAN_DATA_ROOT", "data")
 
 
 # ---- `gan sample` ----------------------------------------------------------------------------------------------

@@ -200,3 +200,68 @@ def write_csv(b: Board, out: Path) -> Path:
 
 def _full(v) -> str:
     return "" if v is None else repr(v)
+
+
+# ---- --published: the literature's figures beside runs measured under the same protocol ----------------------
+def measured(run: Path, name: str) -> tuple[dict | None, str]:
+    """A run's best record (lowest FID) under published protocol `name` with the standard Inception at the
+    protocol's own sizes, or None and why not (one short clause; "" when it has no record under `name`)."""
+    from gan.metrics import published as pub
+
+    p = pub.PROTOCOLS[name]
+    try:
+        records = fileio.read_json(run / "metrics.json", default=[])
+    except GanError:
+        return None, "its metrics.json is damaged"
+    under = [r for r in records if isinstance(r, dict) and (r.get("published_protocol") or {}).get("name") == name]
+    if not under:
+        return None, ""
+    sized = [r for r in under if (r["published_protocol"].get("samples"), r["published_protocol"].get(
+        "reference_count")) == (p.samples, p.reference_count)]
+    good = [r for r in sized if r["published_protocol"].get("standard_inception")
+            and isinstance((r.get("values") or {}).get("metrics/fid"), (int, float))]
+    if good:
+        return min(good, key=lambda r: r["values"]["metrics/fid"]), ""
+    last = under[-1]["published_protocol"]
+    why = [] if last in [r["published_protocol"] for r in sized] else [
+        f"at {last.get('samples', 0):,} vs {last.get('reference_count', 0):,} images, not the protocol's sizes"]
+    why += [] if last.get("standard_inception") else ["with Inception weights that are not the standard file"]
+    return None, "measured " + " and ".join(why or ["without a standard FID"])
+
+
+def published(b: Board):
+    """(rich tables, one per protocol some run was measured under: runs and published figures ranked by FID;
+    lines saying which published figures are left out and why)."""
+    from rich.table import Table
+
+    from gan.metrics import published as pub
+
+    tables, lines = [], []
+    for name, p in pub.PROTOCOLS.items():
+        figs = [f for f in pub.LITERATURE if f.protocol == name]
+        found, why_not = [], []
+        for r in b.rows:
+            rec, why = measured(r.run, name)
+            if rec is not None:
+                found.append((r, rec))
+            elif why:
+                why_not.append(f"{r.label} {why}")
+        if not found:
+            lines.append(f"published figures under '{name}' ({p.what}) left out: no run measured under it"
+                         + (f" ({'; '.join(why_not)})" if why_not else "") + f"; run `gan eval RUN --protocol {name}`")
+            continue
+        t = Table(box=None, title=f"protocol '{name}': {p.what}", caption_justify="left",
+                  caption=f"published: the figure as its source reports it (sources: {'; '.join(sorted({pub.source_line(f) for f in figs}))})")
+        for h in ("#", "run or published model", "FID", "IS", "KID", "what"):
+            t.add_column(h, justify="right" if h in ("#", "FID", "IS", "KID") else "left")
+        items = [(rec["values"]["metrics/fid"], r.label, rec["values"].get("metrics/is"), rec["values"].get("metrics/kid"),
+                  f"{rec.get('checkpoint', '?')}.pt step {rec.get('step', '?')}") for r, rec in found]
+        items += [(f.fid, f"{f.model} (published)", None, None,
+                   f.source.split(" (")[0] + ("" if f.checked else " [not re-checked]")) for f in figs]
+        for i, (fid, label, isc, kid, what) in enumerate(sorted(items, key=lambda x: x[0]), 1):
+            t.add_row(str(i), label, f"{fid:.2f}", "—" if isc is None else f"{isc:.2f}",
+                      "—" if kid is None else f"{kid:.4f}", what)
+        tables.append(t)
+        if why_not:
+            lines.append(f"protocol '{name}': not ranked: {'; '.join(why_not)}")
+    return tables, lines

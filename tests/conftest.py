@@ -26,6 +26,7 @@ def _isolated_env(tmp_path_factory):
     os.environ["TORCH_HOME"] = str(cache / "torch")
     for k in ("GAN_INCEPTION_WEIGHTS", "GAN_DATA_ROOT"):
         os.environ.pop(k, None)
+    os.environ["GAN_INCEPTION_URL"] = "http://127.0.0.1:9/no-network"  # a run's fetch fails at once: no download
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
     os.environ.clear()

@@ -81,6 +81,9 @@ def leaderboard_cmd(
     at: List[str] = typer.Option([], "--at", help="METRIC=V1,V2,...: training time and images to first reach "
                                                   "each value, e.g. fid_c10=20,10,5 (repeatable)"),
     csv_: Optional[Path] = typer.Option(None, "--csv", help="also write the table (full precision) as CSV"),
+    published: bool = typer.Option(False, "--published", help="also the literature's CIFAR-10 figures, beside the "
+                                                              "runs measured under the same protocol (gan eval "
+                                                              "--protocol)"),
     logs: Path = LOGS,
 ) -> None:
     """Runs ranked by the primary metric: model, device, img/s, best of each metric, time to thresholds."""
@@ -88,6 +91,12 @@ def leaderboard_cmd(
     dirs = gather(runs, exp, logs) if runs or exp else find_runs(logs)
     b = lb.leaderboard(dirs, thresholds)
     console.print(lb.table(b))
+    if published:
+        tables, lines = lb.published(b)
+        for t in tables:
+            console.print(t)
+        for line in lines:
+            console.print(line, soft_wrap=True)
     if csv_ is not None:
         console.print(f"csv: {lb.write_csv(b, csv_)}")
 
@@ -101,13 +110,22 @@ def eval_cmd(
     metrics: str = typer.Option("fid,kid,is", help="comma list out of fid, kid, is"),
     extractor: Optional[str] = typer.Option(None, help="auto, inception or c10 (default: the run's)"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    protocol: Optional[str] = typer.Option(None, help="a published protocol: published (50k samples vs the 50k "
+                                                      "CIFAR-10 training images) or diffaug (10k vs the 10k test "
+                                                      "images), standard Inception"),
+    data: Optional[str] = typer.Option(None, help="--protocol: folder with CIFAR-10's train-*.npz/test-*.npz or "
+                                                  "cifar-10-batches-py (default: the run's data folder)"),
     logs: Path = LOGS,
 ) -> None:
-    """Evaluate a checkpoint on the training data; appends to <run>/metrics.json and TensorBoard eval/*."""
+    """Evaluate a checkpoint on the training data (or under a published --protocol); appends to
+    <run>/metrics.json and TensorBoard eval/*."""
     if extractor is not None and extractor not in ("auto", *EXTRACTOR_SUFFIX):
         raise GanError(f"--extractor {extractor!r}: expected auto, inception or c10")
+    if data is not None and protocol is None:
+        raise GanError("--data goes with --protocol (without it, the run's own data is the reference)")
     rd = resolve_run(run, logs)
-    rec = ev.evaluate(rd, checkpoint_name, samples, metrics, device, [extractor] if extractor else None)
+    rec = ev.evaluate(rd, checkpoint_name, samples, metrics, device, [extractor] if extractor else None,
+                      preset=protocol, data=data)
     console.print(f"{rd} {checkpoint_name}.pt (step {rec['step']}), {rec['samples']} samples: {ev.describe(rec)}")
     console.print(str(rd / "metrics.json"))
 

@@ -135,15 +135,16 @@ def _read_batch(f: Path) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), y
 
 
-def read_cifar10_batches(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """torchvision's on-disk layout (cifar-10-batches-py/data_batch_1..5), read without its md5 check."""
+def read_cifar10_batches(folder: Path, pattern: str = "data_batch_*") -> tuple[np.ndarray, np.ndarray]:
+    """torchvision's on-disk layout (cifar-10-batches-py/data_batch_1..5; `test_batch` for the test set), read
+    without its md5 check."""
     xs, ys = [], []
-    for f in sorted(folder.glob("data_batch_*")):
+    for f in sorted(folder.glob(pattern)):
         x, y = _read_batch(f)
         xs.append(x)
         ys.append(y)
     if not xs:
-        raise GanError(f"'{folder}' has no data_batch_* files")
+        raise GanError(f"'{folder}' has no {pattern} files")
     return np.concatenate(xs), np.concatenate(ys)
 
 

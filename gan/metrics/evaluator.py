@@ -23,6 +23,12 @@ from gan.metrics import extractors, prc, protocol, scores
 EVAL_SEED = 2020  # the same latents at every evaluation: curves move with G, not with sampling noise
 
 
+def _console(log):
+    """The rich console behind `log` (console.print) for a download's progress bar; None for other loggers."""
+    owner = getattr(log, "__self__", None)
+    return owner if hasattr(owner, "is_terminal") else None
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("GAN_CACHE", Path.home() / ".cache" / "gan"))
 
@@ -37,10 +43,13 @@ class Evaluation:
 class Evaluator:
     """Computes the configured metrics for a generator, against cached reference features."""
 
+    reference = "training images"  # what the reference set is, in the protocol record
+
     def __init__(self, mcfg, ref_images: torch.Tensor, device: torch.device, z_dim: int, log=print,
-                 num_classes: int = 0, class_names: list[str] | None = None):
+                 num_classes: int = 0, class_names: list[str] | None = None, meter=None, reference: str | None = None):
         self.cfg, self.device, self.z_dim, self.log, self.num_classes = mcfg, device, z_dim, log, num_classes
-        chosen, self.notes = extractors.choose(mcfg.extractors, mcfg.inception_weights)
+        chosen, self.notes = extractors.choose(mcfg.extractors, mcfg.inception_weights,
+                                               getattr(mcfg, "fetch_inception", False), _console(log))
         # c10's classes are CIFAR-10's: its class metrics mean something only on a dataset with those classes
         self.labels_of, why = scores.c10_labels(class_names)
         if mcfg.classes and self.labels_of is None and any(extractors.REGISTRY[n].classifier for n, _ in chosen):
@@ -50,6 +59,11 @@ class Evaluator:
         self.ref_hash = content_hash(self.ref_images)
         self.extractors = [extractors.load(n, p, device) for n, p in chosen]
         self.want = scores.wanted(mcfg, num_classes > 0, self.labels_of is not None)
+        self.reference = reference or self.reference
+        if meter is not None and self.extractors:  # a long extraction: its time said up front, then a bar
+            fresh = sum(not self._cache_path(e).is_file() for e in self.extractors)
+            meter.plan(self.extractors, mcfg.num_samples + len(self.ref_images) * fresh // len(self.extractors),
+                       device)
         self.refs = {e.name: self._reference(e) for e in self.extractors}
         for e in self.extractors:
             if e.suffix != protocol.EXTRACTOR_SUFFIX[e.name]:
@@ -62,15 +76,18 @@ class Evaluator:
     def protocol(self) -> list[dict]:
         """What every metric point means: extractor, its weights, sample counts, reference set."""
         return [{"extractor": e.name, "suffix": e.suffix, "weights": e.weights_path, "weights_sha256": e.sha256,
-                 "tags": self.tags(e), "num_samples": self.cfg.num_samples, "reference": "training images",
+                 "tags": self.tags(e), "num_samples": self.cfg.num_samples, "reference": self.reference,
                  "reference_samples": len(self.ref_images), "reference_sha256": self.ref_hash,
                  "classes_sampled": "uniformly, in turn" if self.num_classes else None,
                  **(scores.ceilings(e, self.refs[e.name]) if e.spec.classifier and self.want["classes"] else {})}
                 for e in self.extractors]
 
-    def _reference(self, e: extractors.Extractor) -> dict:
+    def _cache_path(self, e: extractors.Extractor) -> Path:
         key = f"{e.name}-{e.sha256[:16]}-{self.ref_hash[:16]}-n{len(self.ref_images)}"
-        path = cache_dir() / "refstats" / f"{key}.pt"
+        return cache_dir() / "refstats" / f"{key}.pt"
+
+    def _reference(self, e: extractors.Extractor) -> dict:
+        path = self._cache_path(e)
         if path.is_file():
             try:
                 blob = fileio.load_torch(path)
@@ -150,10 +167,11 @@ class Evaluator:
 
 
 def build(mcfg, ref_images: torch.Tensor, device: torch.device, z_dim: int, log=print,
-          num_classes: int = 0, class_names: list[str] | None = None) -> tuple[Evaluator | None, list[str]]:
+          num_classes: int = 0, class_names: list[str] | None = None, meter=None,
+          reference: str | None = None) -> tuple[Evaluator | None, list[str]]:
     """The evaluator a run's metrics config asks for, or None, with one line per extractor saying why.
     `class_names`: the dataset's (class metrics run only when they are CIFAR-10's)."""
     if not mcfg.enabled or not scores.names(scores.wanted(mcfg, num_classes > 0), classifier=True):
         return None, ["off (metrics.enabled = false or no metric chosen)"]
-    ev = Evaluator(mcfg, ref_images, device, z_dim, log, num_classes, class_names)
+    ev = Evaluator(mcfg, ref_images, device, z_dim, log, num_classes, class_names, meter=meter, reference=reference)
     return (ev if ev.extractors else None), ev.notes

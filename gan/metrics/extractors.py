@@ -1,5 +1,6 @@
 """The registry of feature extractors: each has its torch-fidelity name, the feature layer per metric, and where
-its weights come from. Nothing downloads at run time: weights that cannot be found are said once and skipped."""
+its weights come from. The standard Inception is fetched (fetch.py, sha256 verified) when a run wants it, it is
+missing and `metrics.fetch_inception` is on; weights that cannot be had are said once and skipped."""
 from __future__ import annotations
 
 import os
@@ -11,9 +12,9 @@ import torch
 from torch_fidelity.utils import create_feature_extractor
 
 from gan.fileio import sha256_file
-from gan.metrics import protocol
+from gan.metrics import fetch, protocol
 
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's download name
+INCEPTION_FILE = fetch.INCEPTION_FILE  # torch-fidelity's download name
 
 
 def inception_weights(configured: str = "") -> tuple[str | None, str]:
@@ -24,11 +25,14 @@ def inception_weights(configured: str = "") -> tuple[str | None, str]:
             if Path(p).is_file():
                 return p, f"{src}={p}"
             return None, f"{src}={p} does not exist"
-    hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    hub = fetch.target()
     if hub.is_file():
         return str(hub), f"torch-fidelity cache {hub}"
-    return None, ("no Inception weights (set GAN_INCEPTION_WEIGHTS or metrics.inception_weights to a local "
-                  "pt_inception-2015-12-05 .pth)")
+    return None, MISSING
+
+
+MISSING = ("no Inception weights (`gan features get inception`, or set GAN_INCEPTION_WEIGHTS or "
+           "metrics.inception_weights to a local pt_inception-2015-12-05 .pth)")
 
 
 def c10_weights(_configured: str = "") -> tuple[str | None, str]:
@@ -60,14 +64,19 @@ REGISTRY: dict[str, Spec] = {
 }
 
 
-def choose(names: list[str], inception_path: str = "") -> tuple[list[tuple[str, str]], list[str]]:
-    """[(name, weights_path)] that will run, and one line per extractor saying why it runs or not."""
+def choose(names: list[str], inception_path: str = "", fetch_missing: bool = False,
+           console=None) -> tuple[list[tuple[str, str]], list[str]]:
+    """[(name, weights_path)] that will run, and one line per extractor saying why it runs or not.
+    `fetch_missing`: the standard Inception, wanted and not found anywhere, is fetched once (a short timeout)."""
     wanted = []
     for n in names:
         wanted += ["inception", "c10"] if n == "auto" else [n]
     chosen, notes = [], []
     for name in dict.fromkeys(wanted):  # keep order, drop repeats
         path, why = REGISTRY[name].weights(inception_path)
+        if path is None and name == "inception" and why == MISSING and fetch_missing:
+            path, got = fetch.at_run_start(console)
+            why = got if path else f"no Inception weights: {got}"
         if path is None:
             notes.append(f"{name}: skipped, {why}")
         else:
@@ -85,6 +94,7 @@ class Extractor:
     sha256: str
     layers: list = field(default_factory=list)
     suffix: str = ""  # tag suffix: metrics/fid{suffix}
+    on_batch: Callable[[int], None] | None = None  # told the images of each batch done (a progress bar)
 
     @torch.inference_mode()
     def features(self, images_u8: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
@@ -94,14 +104,44 @@ class Extractor:
             feats = self.module(chunk)
             for k, v in zip(self.module.features_list, feats):
                 out[k].append(v.cpu())
+            if self.on_batch is not None:
+                self.on_batch(len(chunk))
         return {k: torch.cat(v) for k, v in out.items()}
 
 
 def load(name: str, weights_path: str, device: torch.device) -> Extractor:
     spec = REGISTRY[name]
     spec.setup()
+    if name == "inception":  # torch-fidelity unpickles it with weights_only=False: only after this load succeeds
+        try:
+            torch.load(weights_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a pickle with code in it, a damaged or foreign file
+            from gan.errors import GanError
+
+            raise GanError(f"Inception weights '{weights_path}' do not load as plain tensors (weights_only=True: "
+                           f"{type(e).__name__}); not using them") from None
     layers = list(dict.fromkeys(spec.layers.values()))
     module = create_feature_extractor(spec.fidelity_name, layers, cuda=False, verbose=False,
                                       feature_extractor_weights_path=weights_path).to(device)
     sha = sha256_file(weights_path)
     return Extractor(name, spec, module, weights_path, sha, layers, protocol.suffix(name, sha))
+
+
+def where(inception_path: str = "") -> list[str]:
+    """`gan features where`: one line per extractor: the weights a run would use, why, and the tags they give."""
+    out = []
+    for name, spec in REGISTRY.items():
+        path, why = spec.weights(inception_path)
+        if path is None:
+            more = (f"; a run fetches them at start from {fetch.url()} into {fetch.target().parent} "
+                    "(metrics.fetch_inception = true), or `gan features get inception`" if why == MISSING else "")
+            out.append(f"{name}: none: {why}{more}")
+            continue
+        sha = sha256_file(path)
+        sfx = protocol.suffix(name, sha)
+        std = ("the pinned standard" if sfx == "" else "not the standard file" if name == "inception"
+               else "the packaged file")
+        out.append(f"{name}: {path} ({why}), sha256 {sha[:16]}… ({std}): logs metrics/fid{sfx}, kid{sfx}, is{sfx}")
+    out.append("inception looks in order: metrics.inception_weights, env GAN_INCEPTION_WEIGHTS, torch-fidelity's "
+               f"cache {fetch.target()}")
+    return out
