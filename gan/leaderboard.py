@@ -251,13 +251,13 @@ def published(b: Board):
                          + (f" ({'; '.join(why_not)})" if why_not else "") + f"; run `gan eval RUN --protocol {name}`")
             continue
         t = Table(box=None, title=f"protocol '{name}': {p.what}", caption_justify="left",
-                  caption=f"published: the figure as its source reports it (sources: {'; '.join(sorted({pub.source_line(f) for f in figs}))})")
+                  caption=f"published: the figure as its source reports it (sources: {'; '.join(sorted({f.source for f in figs}))})")
         for h in ("#", "run or published model", "FID", "IS", "KID", "what"):
             t.add_column(h, justify="right" if h in ("#", "FID", "IS", "KID") else "left")
         items = [(rec["values"]["metrics/fid"], r.label, rec["values"].get("metrics/is"), rec["values"].get("metrics/kid"),
                   f"{rec.get('checkpoint', '?')}.pt step {rec.get('step', '?')}") for r, rec in found]
         items += [(f.fid, f"{f.model} (published)", None, None,
-                   f.source.split(" (")[0] + ("" if f.checked else " [not re-checked]")) for f in figs]
+                   f.source.split(" (")[0]) for f in figs]
         for i, (fid, label, isc, kid, what) in enumerate(sorted(items, key=lambda x: x[0]), 1):
             t.add_row(str(i), label, f"{fid:.2f}", "—" if isc is None else f"{isc:.2f}",
                       "—" if kid is None else f"{kid:.4f}", what)
