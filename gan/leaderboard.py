@@ -161,7 +161,8 @@ def table(b: Board):
     t.add_column("#", justify="right")
     t.add_column("run", no_wrap=True)
     sweeps = any(r.sweep for r in b.rows)
-    for h in ("sweep",) * sweeps + ("status", "model", "device", "precision"):
+    statuses = any(r.status != "completed" for r in b.rows)  # a live or dead run among finished ones: said
+    for h in ("sweep",) * sweeps + ("status",) * statuses + ("model", "device · precision"):
         t.add_column(h)
     t.add_column("img/s", justify="right")
     for tag in b.tags:
@@ -170,7 +171,7 @@ def table(b: Board):
         t.add_column(f"{_at_name(tag, thr)}\ntime · images", justify="right")
     for i, r in enumerate(b.rows, 1):
         cells = [str(i), r.label + (f" {MARK}" if r.differs else ""), *([r.sweep or "—"] if sweeps else []),
-                 r.status, r.model, r.device, r.precision or "—",
+                 *([r.status] if statuses else []), r.model, f"{r.device} · {r.precision or '?'}",
                  "—" if r.images_per_sec is None else f"{r.images_per_sec:,.0f}"]
         cells += [f"{r.best[t][1]:.4g}" if t in r.best else "—" for t in b.tags]
         for key in b.at:
