@@ -87,15 +87,14 @@ def needs(man: Manifest, entry: dict) -> str:
     was stopped before it could say so in run.json)."""
     if entry.get("status") in FINAL:
         return "done"
-    if runlock.holder(man.run_dir(entry)) is not None or \
-            launchers.job_waiting(entry.get("launcher"), man.folder, entry.get("job")):
+    d = man.run_dir(entry)
+    info = run_info(d)
+    if info.get("status") in FINAL and entry.get("status") != "pruning":
+        return "done"  # (its process may be closing, its job's controller exiting: the result is written)
+    if runlock.holder(d) is not None or launchers.job_waiting(entry.get("launcher"), man.folder, entry.get("job")):
         return "live"
     if entry.get("status") == "pruning":
         return "prune"
-    d = man.run_dir(entry)
-    info = run_info(d)
-    if info.get("status") in FINAL:
-        return "done"
     if checkpoint.resumable(d) is not None:
         return "resume"
     return "start"
