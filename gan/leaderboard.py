@@ -18,7 +18,7 @@ from gan import fileio, runlock
 from gan.errors import GanError
 from gan.events import best_point, first_reaching, load_scalars, metric_tags
 from gan.metrics import protocol
-from gan.runs import fmt_duration, info_of, protocol_of, run_config, short_labels, sweep_of
+from gan.runs import fmt_duration, info_of, precision_of, protocol_of, run_config, short_labels, sweep_of
 
 MARK = "†"
 
@@ -90,7 +90,7 @@ def row_of(run: Path, label: str, experiment: str, at: list) -> Row:
         reached[(tag, thr)] = None if i is None else (s.steps[i], s.train_seconds[i], s.images[i])
     return Row(run, label, experiment, describe_model(run), describe_device(info),
                statistics.median(rate.values) if rate and rate.values else None, best, reached, protocol_of(run),
-               status=runlock.live(info.get("status", "?"), run) or "?", precision=info.get("precision"),
+               status=runlock.live(info.get("status", "?"), run) or "?", precision=precision_of(info, run_config(run).get("train", {})),
                sweep=sweep_of(run))
 
 

@@ -172,13 +172,14 @@ def run_summary(run: Path) -> dict:
     except Exception as e:  # noqa: BLE001 - one unreadable run must not stop the listing of the others
         sc, problem = {}, problem or f"event files unreadable ({type(e).__name__})"
     tag = fid_tag(sc)
+    cfg = run_config(run)
     row = {"run": run.name, "path": str(run), "sweep": sweep_of(run), "experiment": experiment_of(run) if problem
-           else info.get("experiment") or run_config(run).get("experiment", {}).get("name") or run.parent.name,
+           else info.get("experiment") or cfg.get("experiment", {}).get("name") or run.parent.name,
            "status": "damaged" if problem else runlock.live(info.get("status", "?"), run), "problem": problem,
            "step": _int(info.get("step")), "steps_planned": info.get("steps_planned"), "fid_tag": tag, "best": None,
-           "last": None, "wall_seconds": None, "precision": info.get("precision"),
+           "last": None, "wall_seconds": None, "precision": precision_of(info, cfg.get("train", {})),
            "checkpoint": _int(info.get("step")) if _has_checkpoint(run) else None,
-           "limit": limit_of(info, run_config(run).get("train", {}))}
+           "limit": limit_of(info, cfg.get("train", {}))}
     row["step"] = max([row["step"]] + [s.steps[-1] for s in sc.values() if s.steps])  # a live run's latest
     if tag:
         s = sc[tag]
@@ -219,6 +220,12 @@ def limit_of(info: dict, train: dict) -> str | None:
     if secs > 0 and step > 0 and isinstance(planned, int) and step / secs * 60 * minutes >= planned:
         return None  # at its rate, its steps end it first
     return f"{minutes:g} min"
+
+
+def precision_of(info: dict, train: dict) -> str | None:
+    """The precision the run trained in (run.json), `bf16 (auto)` when `train.precision = "auto"` chose it."""
+    p = info.get("precision")
+    return f"{p} (auto)" if p and train.get("precision") == "auto" else p
 
 
 def steps_cell(r: dict) -> str:

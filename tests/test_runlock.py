@@ -143,13 +143,15 @@ def test_sweep_runs_are_listed_resolved_and_ranked(done, tmp_path):
     assert sum(sw.name in x or done.name in x for x in r.stdout.splitlines()) == 2, r.stdout
 
 
-def test_steps_column_follows_the_limit_that_ends_the_run():
+def test_steps_and_precision_columns_say_what_ended_and_what_ran():
     by_time = {"status": "completed", "step": 2612, "steps_planned": 1000000, "ended_by": "train.minutes = 10"}
     row = {"step": 2612, "steps_planned": 1000000, "limit": runs.limit_of(by_time, {"minutes": 10})}
     assert runs.steps_cell(row) == "2612 (10 min)"
     by_steps = by_time | {"step": 300, "steps_planned": 300, "ended_by": None}
     assert runs.steps_cell({"step": 300, "steps_planned": 300, "limit": runs.limit_of(by_steps, {"minutes": 10})}) \
         == "300/300"
+    assert runs.precision_of({"precision": "bf16"}, {"precision": "auto"}) == "bf16 (auto)"  # what auto chose
+    assert runs.precision_of({"precision": "fp32"}, {"precision": "bf16"}) == "fp32"  # kept fp32 (no bf16 here)
     live = {"status": "running", "steps_planned": 100000, "progress": {"step": 500, "train_seconds": 60.0}}
     assert runs.limit_of(live, {"minutes": 10}) == "10 min"  # 5,000 steps in 10 minutes at its rate
     assert runs.limit_of(live | {"steps_planned": 1000}, {"minutes": 10}) is None  # its steps end it first
