@@ -178,9 +178,12 @@ def test_sweep_resume_waits_for_a_run_a_live_process_holds(done, tmp_path):
     d = copy_run(done, tmp_path / "held")
     fileio.write_json(d / "run.json", json.loads((d / "run.json").read_text()) | {"status": "running"})
     assert mf.needs(man, man.runs[0]) == "resume"  # nobody holds it: really stopped
+    from gan.sweep.jobs import live_row
+
+    assert live_row(d, "running")[0] == "dead"  # the sweep's table says so too
     lk = runlock.acquire(d)  # a job of the killed sweep, running on
     try:
-        assert mf.needs(man, man.runs[0]) == "live"
+        assert mf.needs(man, man.runs[0]) == "live" and live_row(d, "attached")[0] == "attached"
         said = []
         s = Scheduler(man, FakeLauncher(), [Slot(0, 1)], "cpu", log=said.append)
         assert isinstance(s.active["held"].handle, launchers.Attached) and not s.queue and not s.free
