@@ -11,6 +11,7 @@ import torch
 
 from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, losses, nets as gnets
 from gan import rundir, seeding, writer
+from gan import runlock
 from gan.augment import DiffAugment
 from gan.config import Config
 from gan.data import to_uint8, training_set
@@ -53,6 +54,9 @@ class Trainer:
         self.resume_set = list(resume_set or [])  # the --set of this resume, kept in run.json's `resumed` entry
         self.dist = Dist.start(gdevice.pick(device))
         self.device = self.dist.device
+        self.lock = None  # rank 0's hold on the run folder (runlock): one writer per run
+        if resume is not None:  # a second writer is refused before anything else happens
+            self._lock(lambda: Path(resume))
         if not self.dist.is_main:
             quiet = console.quiet = True  # progress bar, logs and the closing lines: rank 0's only
         self.quiet, self.log = quiet, ((lambda *a, **k: None) if quiet else console.print)
@@ -78,18 +82,31 @@ class Trainer:
         self.evaluator, self.metric_notes, self.primary = None, [], protocol.Primary(None, "metrics off")
         self.eval_pending = self.evaluating = False  # an evaluation a signal dropped: made first on resume
         if resume is not None:  # every rank reads the checkpoint (under torchrun: on storage all nodes see)
-            self.run_dir = Path(resume)
+            self.run_dir = Path(resume)  # locked above
             self._load_state(checkpoint.load_to_resume(self.run_dir / "checkpoints" / "last.pt", self.log,
                                                        self.dist.is_main))
             if self.dist.is_main:  # what killed writers left behind
                 for d in (self.run_dir, self.run_dir / "checkpoints", self.run_dir / "results"):
                     fileio.remove_stale_temps(d)
         else:
-            self.run_dir = self.dist.on_main(lambda: rundir.exact_run_dir(run_dir) if run_dir else
-                                             rundir.new_run_dir(Path(logs), c.experiment.name, name))
+            self.run_dir = self._lock(lambda: rundir.exact_run_dir(runlock.refuse_if_held(run_dir)) if run_dir
+                                      else rundir.new_run_dir(Path(logs), c.experiment.name, name), fresh=True)
             self.precision = self.dist.broadcast(gdevice.choose_precision(
                 c.train.precision, self.device, self.nets.G, self.nets.D, c.model.z_dim, c.optim.batch_size //
                 self.dist.world, c.data.image_size, self.log, self.num_classes) if self.dist.is_main else None)
+
+    def _lock(self, folder, fresh: bool = False) -> Path:
+        """Rank 0 makes or names the run folder and takes its lock before writing any file in it; a refusal
+        (another live writer) is raised on every rank. Held until the run ends (or the process does)."""
+        def take():
+            d = folder()
+            self.lock = runlock.acquire(d, fresh=fresh)
+            return d
+        return self.dist.on_main(take)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
 
     # ---- state -----------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -190,6 +207,7 @@ class Trainer:
             self.dist.shield()
             self.rec.failed(f"another process of the job stopped ({str(e).splitlines()[0][:200]})"
                             if self.dist.peer_failed(e) else e, self.step)
+            self.release()
             raise
         return self._end(status)
 
@@ -356,6 +374,7 @@ class Trainer:
                 raise
         self.rec.ended(status, writer.flatten(self.cfg.to_dict()) if done else None, self.history, step=self.step,
                        best=self.best, train_seconds=round(self.train_seconds, 2))
+        self.release()
         self.dist.finish()
         return Result(self.run_dir, status, self.step, list(self.loss_log), list(self.history), self.best,
                       self.stop.exit_code if status == "interrupted" else EXIT.get(status, 1))

@@ -14,11 +14,11 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gan import fileio
+from gan import fileio, runlock
 from gan.errors import GanError
 from gan.events import best_point, first_reaching, load_scalars, metric_tags
 from gan.metrics import protocol
-from gan.runs import fmt_duration, info_of, protocol_of, run_config, short_labels
+from gan.runs import fmt_duration, info_of, precision_of, protocol_of, run_config, short_labels, sweep_of
 
 MARK = "†"
 
@@ -53,6 +53,9 @@ class Row:
     reached: dict  # (tag, threshold) -> (step, train_seconds, images_seen) or None
     protocol: list
     differs: list = field(default_factory=list)  # "tag: what differs from the first row"
+    status: str = "?"  # run.json's, `dead` when it says running and nobody holds the run's lock
+    precision: str | None = None  # the precision it trained in (run.json)
+    sweep: str | None = None  # the sweep folder it belongs to
 
 
 @dataclass
@@ -86,7 +89,9 @@ def row_of(run: Path, label: str, experiment: str, at: list) -> Row:
         i = first_reaching(s, tag, thr) if s else None
         reached[(tag, thr)] = None if i is None else (s.steps[i], s.train_seconds[i], s.images[i])
     return Row(run, label, experiment, describe_model(run), describe_device(info),
-               statistics.median(rate.values) if rate and rate.values else None, best, reached, protocol_of(run))
+               statistics.median(rate.values) if rate and rate.values else None, best, reached, protocol_of(run),
+               status=runlock.live(info.get("status", "?"), run) or "?", precision=precision_of(info, run_config(run).get("train", {})),
+               sweep=sweep_of(run))
 
 
 def order(tags: set, primary: str | None) -> list[str]:
@@ -155,7 +160,9 @@ def table(b: Board):
     t = Table(box=None, title=f"leaderboard: {why}", caption="\n".join(foot) or None, caption_justify="left")
     t.add_column("#", justify="right")
     t.add_column("run", no_wrap=True)
-    for h in ("model", "device"):
+    sweeps = any(r.sweep for r in b.rows)
+    statuses = any(r.status != "completed" for r in b.rows)  # a live or dead run among finished ones: said
+    for h in ("sweep",) * sweeps + ("status",) * statuses + ("model", "device · precision"):
         t.add_column(h)
     t.add_column("img/s", justify="right")
     for tag in b.tags:
@@ -163,7 +170,8 @@ def table(b: Board):
     for tag, thr in b.at:
         t.add_column(f"{_at_name(tag, thr)}\ntime · images", justify="right")
     for i, r in enumerate(b.rows, 1):
-        cells = [str(i), r.label + (f" {MARK}" if r.differs else ""), r.model, r.device,
+        cells = [str(i), r.label + (f" {MARK}" if r.differs else ""), *([r.sweep or "—"] if sweeps else []),
+                 *([r.status] if statuses else []), r.model, f"{r.device} · {r.precision or '?'}",
                  "—" if r.images_per_sec is None else f"{r.images_per_sec:,.0f}"]
         cells += [f"{r.best[t][1]:.4g}" if t in r.best else "—" for t in b.tags]
         for key in b.at:
@@ -176,7 +184,7 @@ def table(b: Board):
 
 def write_csv(b: Board, out: Path) -> Path:
     """The table at full precision, one row per run (ranked), with the protocol differences per row."""
-    head = ["rank", "run", "path", "experiment", "model", "device", "images_per_sec"]
+    head = ["rank", "run", "path", "experiment", "sweep", "status", "model", "device", "precision", "images_per_sec"]
     for tag in b.tags:
         n = tag.split("/", 1)[1]
         head += [f"best {n}", f"best {n} step"]
@@ -188,7 +196,8 @@ def write_csv(b: Board, out: Path) -> Path:
     w = csv.writer(buf)
     w.writerow(head)
     for i, r in enumerate(b.rows, 1):
-        cells = [i, r.label, str(r.run), r.experiment, r.model, r.device, _full(r.images_per_sec)]
+        cells = [i, r.label, str(r.run), r.experiment, r.sweep or "", r.status, r.model, r.device, r.precision or "",
+                 _full(r.images_per_sec)]
         for tag in b.tags:
             cells += [_full(r.best[tag][1]), r.best[tag][0]] if tag in r.best else ["", ""]
         for key in b.at:

@@ -64,7 +64,7 @@ def exact_run_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True)
     except FileExistsError:
-        if not path.is_dir() or any(path.iterdir()):
+        if not path.is_dir() or any(p.name != ".lock" for p in path.iterdir()):  # .lock: runlock's
             raise GanError(f"--run-dir '{path}' exists and is not empty: not overwriting it") from None
     except OSError as e:
         raise fileio.disk_error(path, e) from None

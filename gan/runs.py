@@ -8,10 +8,11 @@ is replaced atomically (fileio) and TensorBoard's reader stops at the last whole
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tomllib
 from pathlib import Path
 
-from gan import fileio
+from gan import fileio, runlock
 from gan.errors import GanError
 from gan.events import best_point, load_scalars
 from gan.metrics import protocol
@@ -22,20 +23,56 @@ def is_run(p: Path) -> bool:
     return p.is_dir() and (p / "run.json").is_file()
 
 
+SWEEP_PARTS = {"console", "submitit", "aborted", "mean"}  # a sweep's own folders: logs, jobs, moved-aside leftovers,
+# aggregate TensorBoard runs; never runs
+
+
+def _walk(root: Path) -> list[Path]:
+    """Folders holding run.json at any depth under root (a sweep's runs too); nothing below a run is a run."""
+    found = []
+    for d, subdirs, files in os.walk(root):
+        if "run.json" in files and Path(d) != root:
+            found.append(Path(d))
+            subdirs[:] = []
+            continue
+        skip = SWEEP_PARTS if "sweep.json" in files else set()
+        subdirs[:] = [s for s in subdirs if s not in skip and s != "checkpoints" and not s.startswith(".")]
+    return found
+
+
 def find_runs(logs: Path, exp: str | None = None) -> list[Path]:
-    """Run folders (those holding run.json) under logs/<experiment>/<run-id>/, sorted by experiment then id."""
+    """Run folders (those holding run.json) under logs/, at any depth: logs/<experiment>/<run-id>/ and a sweep's
+    logs/<experiment>/sweep-<id>/<folder>/; sorted by path."""
     logs = Path(logs)
     if not logs.is_dir():
         raise GanError(f"logs folder '{logs}' does not exist")
     if exp is not None and not (logs / exp).is_dir():
         known = ", ".join(sorted(p.name for p in logs.iterdir() if p.is_dir())) or "none"
         raise GanError(f"no experiment '{exp}' under '{logs}' (known: {known})")
-    pattern = f"{exp}/*/run.json" if exp is not None else "*/*/run.json"
-    return sorted(p.parent for p in logs.glob(pattern))
+    return sorted(_walk(logs / exp if exp is not None else logs))
+
+
+def sweep_of(run: Path) -> str | None:
+    """The sweep a run belongs to (its parent folder holds sweep.json), by the sweep folder's name."""
+    return Path(run).parent.name if (Path(run).parent / "sweep.json").is_file() else None
+
+
+def setting_of(run: Path) -> str | None:
+    """A sweep run's band key for `gan compare`: "<sweep>: <setting>" (seeds of one setting share it); None for a
+    run outside a sweep (its experiment is its key)."""
+    if sweep_of(run) is None:
+        return None
+    try:
+        man = fileio.read_json(Path(run).parent / "sweep.json", default={})
+        entry = next(e for e in man.get("runs", []) if isinstance(e, dict) and e.get("folder") == Path(run).name)
+    except (GanError, StopIteration, AttributeError):
+        return f"{sweep_of(run)}: {Path(run).name}"
+    return f"{sweep_of(run)}: {entry.get('setting') or Path(run).name}"
 
 
 def resolve_run(spec: str | Path, logs: Path = Path("logs")) -> Path:
-    """A run given as a folder path, as <experiment>/<run-id> under logs, or as a bare run id."""
+    """A run given as a folder path, as a path under logs (<experiment>/<run-id>, <experiment>/<sweep>/<folder>),
+    or as the end of one: a bare run id or <sweep>/<folder>, found at any depth."""
     p = Path(spec)
     if is_run(p):
         return p
@@ -43,8 +80,9 @@ def resolve_run(spec: str | Path, logs: Path = Path("logs")) -> Path:
         raise GanError(f"'{spec}' is not a run folder (no run.json)")
     if is_run(Path(logs) / spec):
         return Path(logs) / spec
-    if Path(logs).is_dir() and "/" not in str(spec):
-        hits = [p.parent for p in Path(logs).glob(f"*/{spec}/run.json")]
+    parts = p.parts
+    if Path(logs).is_dir() and parts and not p.is_absolute() and ".." not in parts:
+        hits = [r for r in find_runs(logs) if r.parts[-len(parts):] == parts]
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
@@ -134,10 +172,14 @@ def run_summary(run: Path) -> dict:
     except Exception as e:  # noqa: BLE001 - one unreadable run must not stop the listing of the others
         sc, problem = {}, problem or f"event files unreadable ({type(e).__name__})"
     tag = fid_tag(sc)
-    row = {"run": run.name, "path": str(run), "experiment": experiment_of(run) if problem else
-           info.get("experiment") or run.parent.name, "status": "damaged" if problem else info.get("status", "?"),
-           "problem": problem, "step": _int(info.get("step")), "steps_planned": info.get("steps_planned"),
-           "fid_tag": tag, "best": None, "last": None, "wall_seconds": None}
+    cfg = run_config(run)
+    row = {"run": run.name, "path": str(run), "sweep": sweep_of(run), "experiment": experiment_of(run) if problem
+           else info.get("experiment") or cfg.get("experiment", {}).get("name") or run.parent.name,
+           "status": "damaged" if problem else runlock.live(info.get("status", "?"), run), "problem": problem,
+           "step": _int(info.get("step")), "steps_planned": info.get("steps_planned"), "fid_tag": tag, "best": None,
+           "last": None, "wall_seconds": None, "precision": precision_of(info, cfg.get("train", {})),
+           "checkpoint": _int(info.get("step")) if _has_checkpoint(run) else None,
+           "limit": limit_of(info, cfg.get("train", {}))}
     row["step"] = max([row["step"]] + [s.steps[-1] for s in sc.values() if s.steps])  # a live run's latest
     if tag:
         s = sc[tag]
@@ -160,8 +202,49 @@ def _int(v) -> int:
     return v if isinstance(v, int) else 0
 
 
+def _has_checkpoint(run: Path) -> bool:
+    ck = Path(run) / "checkpoints"
+    return (ck / "last.pt").is_file() or (ck / "last.pt.prev").is_file()
+
+
+def limit_of(info: dict, train: dict) -> str | None:
+    """"10 min" when train.minutes is the limit that ends (or ended) the run rather than train.steps, else None.
+    A live run: the steps its heartbeat rate would reach in train.minutes, against the steps planned."""
+    minutes = train.get("minutes") or 0
+    if not isinstance(minutes, (int, float)) or minutes <= 0:
+        return None
+    if info.get("status") == "completed":
+        return f"{minutes:g} min" if "train.minutes" in str(info.get("ended_by", "")) else None
+    p, planned = info.get("progress") or {}, info.get("steps_planned")
+    secs, step = p.get("train_seconds") or 0, p.get("step") or 0
+    if secs > 0 and step > 0 and isinstance(planned, int) and step / secs * 60 * minutes >= planned:
+        return None  # at its rate, its steps end it first
+    return f"{minutes:g} min"
+
+
+def precision_of(info: dict, train: dict) -> str | None:
+    """The precision the run trained in (run.json), `bf16 (auto)` when `train.precision = "auto"` chose it."""
+    p = info.get("precision")
+    return f"{p} (auto)" if p and train.get("precision") == "auto" else p
+
+
+def steps_cell(r: dict) -> str:
+    """`2612 (10 min)` for a run that train.minutes ends, `step/planned` for one that train.steps ends."""
+    if r.get("limit"):
+        return f"{r['step']} ({r['limit']})"
+    return f"{r['step']}/{r['steps_planned'] if r['steps_planned'] is not None else '?'}"
+
+
+def status_cell(r: dict) -> str:
+    """The status as it truly is: `dead` (run.json says running, nobody holds its lock) with its last checkpoint."""
+    st = r["status"]
+    if st == "dead":
+        return st + (f" (checkpoint @ {r['checkpoint']})" if r["checkpoint"] is not None else " (no checkpoint)")
+    return st
+
+
 STATUS_STYLE = {"completed": "green", "running": "cyan", "interrupted": "yellow", "failed": "red",
-                "diverged": "red", "damaged": "red"}
+                "diverged": "red", "damaged": "red", "dead": "red"}
 
 
 def runs_table(logs: Path, exp: str | None = None):
@@ -172,10 +255,15 @@ def runs_table(logs: Path, exp: str | None = None):
     one = next(iter(tags)) if len(tags) == 1 else None  # every run judged by the same extractor's FID
     fid_name = f"FID {protocol.extractor_label(protocol.split(one)[1])}" if one else "FID (extractor per row)"
     t = Table(box=None, title=f"runs under {logs}" + (f"/{exp}" if exp else ""))
+    sweeps = any(r["sweep"] for r in rows)
     t.add_column("run", no_wrap=True, min_width=max([len(r["run"]) for r in rows] + [3]))
+    if sweeps:
+        t.add_column("sweep", no_wrap=True)
     t.add_column("experiment", overflow="fold")
     t.add_column("status", no_wrap=True)
-    for h in ("steps", f"best {fid_name} (step)", f"last {fid_name}", "wall time"):
+    t.add_column("steps", justify="right")
+    t.add_column("precision")
+    for h in (f"best {fid_name} (step)", f"last {fid_name}", "wall time"):
         t.add_column(h, justify="right")
     problems = any(r["problem"] for r in rows)
     if problems:
@@ -184,9 +272,9 @@ def runs_table(logs: Path, exp: str | None = None):
         mark = "" if one or not r["fid_tag"] else f" {protocol.extractor_label(protocol.split(r['fid_tag'])[1])}"
         best = f"{r['best'][1]:.4g} ({r['best'][0]}){mark}" if r["best"] and r["best"][1] is not None else "-"
         last = f"{r['last'][1]:.4g}{mark}" if r["last"] else "-"
-        planned = r["steps_planned"] if r["steps_planned"] is not None else "?"
         st = r["status"]
-        cells = [r["run"], r["experiment"], f"[{STATUS_STYLE.get(st, 'white')}]{st}[/]", f"{r['step']}/{planned}",
+        cells = [r["run"], *([r["sweep"] or "-"] if sweeps else []), r["experiment"],
+                 f"[{STATUS_STYLE.get(st, 'white')}]{status_cell(r)}[/]", steps_cell(r), r["precision"] or "-",
                  best, last, fmt_duration(r["wall_seconds"])]
         t.add_row(*cells, *([r["problem"] or ""] if problems else []))
     return t, rows

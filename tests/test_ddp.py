@@ -94,7 +94,8 @@ def test_two_processes_train_like_one_and_only_rank0_writes(tmp_path, tiny_npz, 
     files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
     assert len([f for f in files if f.startswith("events.out.tfevents")]) == 1, files
     assert [f for f in files if not f.startswith("events.")] == [
-        "checkpoints/last.pt", "checkpoints/last.pt.prev", "config.toml", "run.json"], files
+        ".lock", "checkpoints/last.pt", "checkpoints/last.pt.prev", "config.toml", "run.json"], files
+    assert json.loads((run / ".lock").read_text())["pid"] != os.getpid()  # rank 0 held the run (gan.runlock)
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed" and info["step"] == 20
     assert info["distributed"] == {"world_size": 2, "backend": "gloo", "sync_batchnorm": True}

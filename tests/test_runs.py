@@ -145,6 +145,9 @@ def test_a_run_being_written_reads_without_error(two_runs, tmp_path):
     live = copy_run(dirs[0], tmp_path / "logs" / "tiny" / "live")
     info = json.loads((live / "run.json").read_text()) | {"status": "running", "ended": None}
     fileio.write_json(live / "run.json", info | {"step": 6})
+    from gan import runlock
+
+    held = runlock.acquire(live)  # this process is the run's writer: `running`, not `dead`
     stop, errors = threading.Event(), []
 
     def writer():
@@ -173,6 +176,7 @@ def test_a_run_being_written_reads_without_error(two_runs, tmp_path):
     finally:
         stop.set()
         t.join()
+        held.release()
     assert not errors and seen == sorted(seen) and seen[-1] > 6
 
 

@@ -10,7 +10,7 @@ from gan import board, compare as cmp, evaluate as ev, leaderboard as lb
 from gan.cli import app
 from gan.errors import GanError, friendly
 from gan.metrics.protocol import EXTRACTOR_SUFFIX
-from gan.runs import find_runs, resolve_run, runs_table
+from gan.runs import find_runs, resolve_run, runs_table, setting_of
 from gan.console import console
 
 RUN_HELP = "run folder, <experiment>/<run-id> or run id"
@@ -31,7 +31,8 @@ def gather(runs: list[str], exps: list[str], logs: Path) -> list[Path]:
 @app.command("runs")
 @friendly
 def runs_cmd(exp: Optional[str] = typer.Argument(None, help="only this experiment"), logs: Path = LOGS) -> None:
-    """Table of the runs under logs/: status, steps, best and last FID (the extractor named), wall time."""
+    """Table of the runs under logs/ at any depth (a sweep's too, named in a column): status (`dead` when run.json
+    says running but no process holds the run), steps, precision, best and last FID (the extractor named), wall time."""
     t, rows = runs_table(logs, exp)
     if not rows:
         console.print(f"no runs under {logs / exp if exp else logs}")
@@ -58,7 +59,7 @@ def compare_cmd(
 ) -> None:
     """Compare runs by a metric: table at shared steps, best per run, PNG (vs --x and vs wall-clock)."""
     dirs = gather(runs, exp, logs)
-    groups: list = [None] * len(dirs)
+    groups: list = [setting_of(d) for d in dirs]  # a sweep's runs band by their setting, not their experiment
     if sweep is not None:
         found, settings, notes = cmp.sweep_runs(sweep)
         for n in notes:

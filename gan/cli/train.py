@@ -135,6 +135,7 @@ def resume_cmd(run_dir: Path = typer.Argument(..., help="a run folder under logs
     def make(stop):
         tr = Trainer(cfg, device=device, resume=run_dir, stop=stop, resume_set=config.last_wins(set_))
         if (tr.step >= tr.steps or tr._out_of_time()) and _status(run_dir) == "completed":
+            tr.release()  # nothing to write: the run's lock goes back at once
             if tr.step >= tr.steps:
                 raise GanError(f"'{run_dir}' is already complete ({tr.step}/{tr.steps} steps); extend it with "
                                f"--set train.steps=N (N > {tr.step}; train.minutes alone does not lengthen it)")

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gan import runlock
 from gan.runs import fmt_duration
 from gan.stop import Stop
 from gan.sweep import launchers, precision
@@ -80,7 +81,10 @@ class Scheduler:
         self.stop = Stop(log=log)
         self.queue = []
         for e in man.runs:
-            if needs(man, e) != "done":
+            what = needs(man, e)
+            if what == "live":  # a killed sweep's job that runs on: waited for, never started twice
+                self._attach(e, self.free.pop(0) if self.free else None)
+            elif what != "done":
                 self.queue.append(e)
             elif e.get("status") not in FINAL:  # it ended while no sweep watched it (the sweep was killed)
                 self._record(e, run_info(man.run_dir(e)).get("status", "completed"), None)
@@ -104,6 +108,12 @@ class Scheduler:
             env["CUDA_VISIBLE_DEVICES"] = slot.gpu
         return launchers.Job(entry["folder"], args, env, self.man.folder / "console" / f"{entry['folder']}.log")
 
+    def _attach(self, entry: dict, slot: Slot | None) -> None:
+        h = launchers.Attached(self.man.run_dir(entry), entry.get("launcher"), self.man.folder, entry.get("job"))
+        self.active[entry["folder"]] = Active(entry, h, slot)
+        self.log(f"reattached {entry['folder']}: still running ({h.describe()}); waiting for it, not starting it "
+                 "again")
+
     def _prepare(self, entry: dict) -> str | None:
         """What to run for this entry: "start" or "resume"; None when it needs nothing more (pruned)."""
         what = needs(self.man, entry)
@@ -116,10 +126,16 @@ class Scheduler:
             return None
         if what == "start":
             clear_for_start(self.man, entry, self.log)
+        if what == "resume":  # asked its lock (and job): nobody holds it
+            info = run_info(self.man.run_dir(entry))
+            self.log(f"{entry['folder']}: stopped (run.json {info.get('status', '?')}, no live holder), checkpoint at "
+                     f"step {info.get('step', '?')}: resuming it")
         return what
 
     def _launch(self, entry: dict, slot: Slot | None) -> None:
         what = self._prepare(entry)
+        if what == "live":  # taken up by another process since the queue was made
+            return self._attach(entry, slot)
         if what is None:
             if slot is not None:
                 self.free.append(slot)
@@ -130,7 +146,7 @@ class Scheduler:
                         **({"threads": int(threads)} if threads else {}),
                         **({"gpu": slot.gpu} if slot is not None and slot.gpu is not None else {}))
         handle = self.launcher.start(job)
-        self.man.update(entry, job=handle.id)
+        self.man.update(entry, job=handle.id, launcher=self.launcher.kind)
         self.active[entry["folder"]] = Active(entry, handle, slot)
         where = f", {threads} threads" if threads else ""
         where += f", GPU {slot.gpu}" if slot is not None and slot.gpu is not None else ""
@@ -140,11 +156,15 @@ class Scheduler:
         if self.launcher.batch:  # a job array: everything at once, the cluster runs J at a time
             batch = [(e, self._prepare(e)) for e in self.queue]
             self.queue = []
-            batch = [(e, w) for e, w in batch if w]
+            for e, w in batch:
+                if w == "live":
+                    self._attach(e, None)
+            batch = [(e, w) for e, w in batch if w and w != "live"]
             if batch:
                 jobs = [self.job(e, w, self.free[0] if self.free else None) for e, w in batch]  # its threads
                 for (e, _), h in zip(batch, self.launcher.start_many(jobs)):
-                    self.man.update(e, status="running", attempts=e.get("attempts", 0) + 1, job=h.id)
+                    self.man.update(e, status="running", attempts=e.get("attempts", 0) + 1, job=h.id,
+                                    launcher=self.launcher.kind)
                     self.active[e["folder"]] = Active(e, h, None)
                 self.log(f"submitted {len(batch)} runs as one job array")
             return
@@ -172,8 +192,9 @@ class Scheduler:
             status = "failed"  # it ended before its run began (its console log says why)
         if code == 2 and st != "completed" and "already complete" in self._tail(entry):
             status = "completed"  # killed between its last checkpoint and its last run.json write
-            RunInfo(d).update(status="completed", ended=now(), ended_by="gan sweep: its last checkpoint is at "
-                                                                         "its last step")
+            with runlock.holding(d):  # its process has ended: the sweep writes run.json as its one writer
+                RunInfo(d).update(status="completed", ended=now(), ended_by="gan sweep: its last checkpoint is at "
+                                                                             "its last step")
         self._record(entry, status, code, info)
 
     def _record(self, entry: dict, status: str, code: int | None, info: dict | None = None) -> None:
@@ -268,13 +289,15 @@ class Scheduler:
                   title=f"sweep {self.man.folder}: {done}/{self.search.total if self.search else len(runs)} done, "
                         f"{len(self.active)} running")
         for folder, a in self.active.items():
-            t.add_row(folder, *live_row(self.man.run_dir(a.entry), a.entry["status"]))
+            attached = isinstance(a.handle, launchers.Attached)
+            t.add_row(folder, *live_row(self.man.run_dir(a.entry), "attached" if attached else a.entry["status"]))
         return t
 
 
 def live_row(run_dir: Path, status: str) -> list[str]:
     """step, img/s, last primary FID and ETA of a running run, from its run.json heartbeat."""
     info = run_info(run_dir)
+    status = "dead" if runlock.live(info.get("status"), run_dir) == "dead" else status  # gone without a word
     p = info.get("progress") or {}
     step, steps, secs = p.get("step", 0), p.get("steps") or info.get("steps_planned"), p.get("train_seconds", 0)
     tag = (info.get("primary_metric") or {}).get("tag")

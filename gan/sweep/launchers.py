@@ -166,3 +166,71 @@ def make(kind: str, folder: Path, params: dict, batch: bool, parallelism: int):
     if kind == "local":
         return Local()
     return Submitit(folder, "slurm" if kind == "slurm" else "local", params, batch, parallelism)
+
+
+# ---- runs this sweep process did not start (a killed sweep's jobs that run on) ------------------------------
+STATUS_CODE = {"completed": 0, "pruned": 0, "failed": 1, "diverged": 3, "interrupted": 130}
+
+
+def job_waiting(kind: str | None, folder: Path, job_id) -> bool:
+    """Whether a submitit job recorded for a run may still start it (queued, or starting up): Slurm's own word
+    (PENDING/RUNNING/...), or, for submitit's local executor, its controller process alive on this machine."""
+    if not job_id:
+        return False
+    if kind == "submitit-local":
+        try:
+            return b"submitit" in Path(f"/proc/{int(job_id)}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
+    if kind == "slurm":
+        try:
+            import submitit
+
+            state = submitit.SlurmJob(Path(folder) / "submitit", str(job_id)).state
+        except Exception:  # noqa: BLE001 - sacct unreachable: the lock alone decides
+            return False
+        return state.split()[0] in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED",
+                                    "RESIZING")
+    return False  # a local child dies with its sweep (PR_SET_PDEATHSIG): its lock says the rest
+
+
+class Attached:
+    """A handle on a run that a live process (not this sweep's child) holds: poll() is None while its lock is
+    held or its job may still start it, then the exit code its run.json status stands for; stop() signals the
+    holder when it runs on this machine."""
+
+    def __init__(self, run_dir: Path, kind: str | None, sweep: Path, job_id=None):
+        from gan import runlock
+
+        self.run_dir, self.kind, self.sweep, self.job_id = Path(run_dir), kind, Path(sweep), job_id
+        self.holder = runlock.holder(self.run_dir)
+        self.id = str(job_id or (self.holder or {}).get("pid", "?"))
+
+    def describe(self) -> str:
+        from gan import runlock
+
+        if self.holder is not None:
+            return f"held by {runlock.describe(self.holder)}"
+        return f"its {self.kind} job {self.job_id} has not taken it yet"
+
+    def poll(self) -> int | None:
+        from gan import runlock
+        from gan.sweep.manifest import run_info
+
+        h = runlock.holder(self.run_dir)
+        if h is not None:
+            self.holder = h
+            return None
+        if job_waiting(self.kind, self.sweep, self.job_id):
+            return None
+        return STATUS_CODE.get(run_info(self.run_dir).get("status"), 137)  # still "running": its process died
+
+    def stop(self, signum: int) -> None:
+        import socket
+
+        h = self.holder or {}
+        if h.get("host") == socket.gethostname() and h.get("pid"):
+            try:
+                os.kill(int(h["pid"]), signum)
+            except (ProcessLookupError, PermissionError, ValueError):
+                pass

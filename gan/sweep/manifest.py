@@ -15,8 +15,9 @@ import fcntl
 import os
 from pathlib import Path
 
-from gan import checkpoint, fileio
+from gan import checkpoint, fileio, runlock
 from gan.errors import GanError
+from gan.sweep import launchers
 
 VERSION = 1
 FILE = "sweep.json"
@@ -80,17 +81,20 @@ def run_info(run_dir: Path) -> dict:
 
 
 def needs(man: Manifest, entry: dict) -> str:
-    """What a run needs now: "done" (a result: completed, diverged, pruned), "resume" (its checkpoint), "start"
+    """What a run needs now: "done" (a result: completed, diverged, pruned), "live" (a live process holds its lock,
+    or its submitit job may still start it: wait for it, never start it twice), "resume" (its checkpoint), "start"
     (never started, or its folder has no checkpoint to continue from) or "prune" (the sweep decided to prune it and
     was stopped before it could say so in run.json)."""
     if entry.get("status") in FINAL:
         return "done"
-    if entry.get("status") == "pruning":
-        return "prune"
     d = man.run_dir(entry)
     info = run_info(d)
-    if info.get("status") in FINAL:
-        return "done"
+    if info.get("status") in FINAL and entry.get("status") != "pruning":
+        return "done"  # (its process may be closing, its job's controller exiting: the result is written)
+    if runlock.holder(d) is not None or launchers.job_waiting(entry.get("launcher"), man.folder, entry.get("job")):
+        return "live"
+    if entry.get("status") == "pruning":
+        return "prune"
     if checkpoint.resumable(d) is not None:
         return "resume"
     return "start"

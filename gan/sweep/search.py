@@ -213,13 +213,15 @@ class Search:
 
     def mark_pruned(self, man: Manifest, entry: dict) -> None:
         """After the pruned run's process has exited: run.json says `pruned` and why; it gets its HParams row."""
+        from gan import runlock
         from gan.sweep.report import hparams_row
         from gan.rundir import RunInfo, now
 
         d = man.run_dir(entry)
         if (d / "run.json").is_file():
-            RunInfo(d).update(status="pruned", ended=now(), pruned=entry.get("pruned"))
-            hparams_row(d)
+            with runlock.holding(d):  # its process has exited: the sweep is its one writer now
+                RunInfo(d).update(status="pruned", ended=now(), pruned=entry.get("pruned"))
+                hparams_row(d)
 
     def finished(self, entry: dict, status: str, info: dict) -> None:
         ft = self._trial(entry)
