@@ -215,7 +215,7 @@ class Attached:
 
     def poll(self) -> int | None:
         from gan import runlock
-        from gan.sweep.manifest import run_info
+        from gan.runs import info_of
 
         h = runlock.holder(self.run_dir)
         if h is not None:
@@ -223,7 +223,7 @@ class Attached:
             return None
         if job_waiting(self.kind, self.sweep, self.job_id):
             return None
-        return STATUS_CODE.get(run_info(self.run_dir).get("status"), 137)  # still "running": its process died
+        return STATUS_CODE.get(info_of(self.run_dir).get("status"), 137)  # still "running": its process died
 
     def stop(self, signum: int) -> None:
         import socket

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gan import checkpoint, fileio, runlock
 from gan.errors import GanError
+from gan.runs import info_of as run_info  # what a run says of itself, read only
 from gan.sweep import launchers
 
 VERSION = 1
@@ -69,15 +70,6 @@ class Manifest:
 
     def settings(self) -> list[str]:
         return list(dict.fromkeys(r["setting"] for r in self.runs))
-
-
-def run_info(run_dir: Path) -> dict:
-    """A run's run.json as it is now (written atomically by its process), {} when there is none or it is damaged."""
-    try:
-        data = fileio.read_json(Path(run_dir) / "run.json", default={})
-    except GanError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def needs(man: Manifest, entry: dict) -> str:
