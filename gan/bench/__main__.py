@@ -111,8 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         path = rep.write(Path(a.out))
         verdicts = rep.verdicts()
         say("\n## Targets\n")
-        for ln in table(["target", "bound", "measured", "status"],
-                        [[v["what"], v["target"], v["shown"], v["status"]] for v in verdicts]):
+        say(machine.steadiness_line(rep.facts["steadiness"], rep.spread))
+        say("")
+        for ln in table(["target", "bound", "measured [95 % interval], rounds", "status"],
+                        [[v["what"], v["target"], v["shown"], v["status"] + (f" (≈{v['rounds']} rounds would settle it)"
+                                                                              if v["rounds"] else "")]
+                         for v in verdicts]):
             say(ln)
         code = rep.exit_code()
         say(f"\nreport: {path} (+ .json); exit code {code}"
