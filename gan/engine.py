@@ -190,7 +190,7 @@ class Trainer:
 
     def _start(self, first: bool) -> None:
         c, d = self.cfg, self.dist
-        facts = {"steps_planned": self.steps, "precision": self.precision}
+        facts = {"steps_planned": self.steps, "precision": self.precision, "torch_threads": torch.get_num_threads()}
         if first:
             facts |= {"experiment": c.experiment.name, "seed": c.experiment.seed, "device": str(self.device),
                       "data": self.data.source} | ({"distributed": d.facts(c.model.sync_batchnorm)} if d.ddp else {})
