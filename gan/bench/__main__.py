@@ -113,10 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         say("\n## Targets\n")
         say(machine.steadiness_line(rep.facts["steadiness"], rep.spread))
         say("")
+        settle = lambda v: f" (≈{v['rounds']} rounds would settle it)" if v["rounds"] else ""  # noqa: E731
         for ln in table(["target", "bound", "measured [95 % interval], rounds", "status"],
-                        [[v["what"], v["target"], v["shown"], v["status"] + (f" (≈{v['rounds']} rounds would settle it)"
-                                                                              if v["rounds"] else "")]
-                         for v in verdicts]):
+                        [[v["what"], v["target"], v["shown"], v["status"] + settle(v)] for v in verdicts]):
             say(ln)
         code = rep.exit_code()
         say(f"\nreport: {path} (+ .json); exit code {code}"

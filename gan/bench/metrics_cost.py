@@ -96,7 +96,8 @@ def cost_per_n(ctx: Context, images, name: str) -> dict:
            f"{fresh:.2f} s on a fresh cache (extractor load included), {cached:.2f} s from the cache "
            f"(measured; ≈{per_image * 1000:.2f} ms per reference image)", "")
     reps = [{n: rs[i] for n, rs in runs.items()} for i in range(p.eval_reps)]  # one set of rows per round
-    return {"rows": rows, "reps": reps, "score_parts": parts, "ref_fresh_s": fresh, "ref_cached_s": cached, "ref_images": n_ref,
+    return {"rows": rows, "reps": reps, "score_parts": parts, "ref_fresh_s": fresh, "ref_cached_s": cached,
+            "ref_images": n_ref,
             "ref_per_image_s": per_image, "features_per_sample_s": rows[top]["features"] / top,
             "generate_per_sample_s": rows[top]["generate"] / top, "largest_n": top}
 

@@ -246,8 +246,8 @@ def run(ctx: Context) -> None:
                      f"engine ÷ seed {d['ratio']:.2f}× (mean of {len(d['paired'])} paired windows, range "
                      f"{min(d['paired']):.2f}–{max(d['paired']):.2f})")
     rep.md("img/s = real images through D per second: window steps × images per step ÷ window wall time. "
-           "The ratio is the mean over rounds of engine ÷ seed in windows run back to back; the target is judged on its "
-           "95 % interval over the rounds. On a busy machine the "
+           "The ratio is the mean over rounds of engine ÷ seed in windows run back to back; the target is judged on "
+           "its 95 % interval over the rounds. On a busy machine the "
            "seed loop's two DataLoader worker processes win extra CPU share from the scheduler, which the engine's "
            "one process does not: there the ratio understates the engine.")
     if ctx.cuda:
