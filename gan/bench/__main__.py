@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             say(ln)
         code = rep.exit_code()
         say(f"\nreport: {path} (+ .json); exit code {code}"
-            + (" (a target missed or a section failed)" if code else " (every target that applies here passed)"))
+            + (" (a target FAILed or a section failed)" if code else
+               f" (no target FAILed; {sum(v['status'] == 'unclear' for v in verdicts)} unclear)"))
         return code
     finally:
         if inductor is None:
