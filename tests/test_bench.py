@@ -3,14 +3,18 @@ at a time, the report files read back, the exit code of a missed target. No timi
 from __future__ import annotations
 
 import json
+import math
+import os
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from gan.bench import machine
+from gan.bench import machine, verdict
 from gan.bench.__main__ import main
 from gan.bench.report import TARGETS
 from tests.conftest import ROOT
@@ -49,12 +53,18 @@ def test_missed_target_fails_the_process_and_the_report_names_the_machine(tmp_pa
     assert report["exit_code"] == 1
     v = verdicts(report)
     assert v["fid_levers"]["status"] == "FAIL" and v["fid_levers"]["target"] == "< -100.00 %"
-    assert v["fid_levers"]["value"] >= 0
     assert "| **FAIL** |" in text
     assert v["engine_vs_seed"]["status"] == "not run"  # its section was not asked for
     assert {t.key for t in TARGETS} == set(v)
-    levers = report["sections"]["fidcheck"]["data"]["levers"]
-    assert "channels_last" in levers and levers["channels_last"]["max_abs_diff"] <= 255
+    fc = report["sections"]["fidcheck"]["data"]
+    levers, fid0 = fc["levers"], fc["fid_fp32"]
+    for name, lv in levers.items():  # the relative change, as recomputed from the two FIDs
+        assert lv["relative"] == pytest.approx(abs(lv["fid"] - fid0) / fid0, rel=1e-9), name
+    assert v["fid_levers"]["value"] == max(lv["relative"] for lv in levers.values())
+    assert "exact" in v["fid_levers"]["detail"]  # the same samples scored twice: no interval needed
+    # channels_last moves float rounding only: the same G's uint8 samples differ by at most a level or two
+    cl = levers["channels_last"]
+    assert 0 <= cl["max_abs_diff"] <= 2 and cl["pixels_differing"] < 0.01 * 80 * 3 * 32 * 32, cl
 
 
 def test_speed_section(tmp_path, tiny_npz):
@@ -65,7 +75,13 @@ def test_speed_section(tmp_path, tiny_npz):
         assert d[exp]["engine_img_s"] > 0 and d[exp]["seed_img_s"] > 0
         assert len(d[exp]["paired"]) == 2  # the tiny profile's rounds
     v = verdicts(report)
-    assert v["engine_vs_seed"]["status"] == "PASS" and v["engine_vs_seed"]["value"] == pytest.approx(d["dcgan"]["ratio"])
+    e = v["engine_vs_seed"]
+    assert e["value"] == pytest.approx(d["dcgan"]["ratio"]) == pytest.approx(sum(d["dcgan"]["paired"]) / 2)
+    assert e["n"] == 2 and e["low"] <= e["value"] <= e["high"]
+    assert e["status"] == verdict.judge(d["dcgan"]["paired"], ">=", 0.0)["status"]  # two rounds: PASS or unclear
+    steady = report["machine"]["steadiness"]
+    assert steady["windows"] >= 2 * 2 * 2 and steady["others_median"] >= 0  # 2 races × 2 contenders × 2 rounds
+    assert "steadiness during the measurement" in md and "seed loop, dcgan" in report["machine"]["window_spread"]
     assert v["diffaug_cost"]["status"] == "not run"
     assert "seed-style loop" in md and "engine (defaults)" in md
 
@@ -77,7 +93,9 @@ def test_levers_section(tmp_path, tiny_npz):
     cost = report["sections"]["levers"]["data"]["added_step_time"]
     assert {"channels_last off", "reuse_fake off", "DiffAugment on", "conditional on"} <= set(cost)
     v = verdicts(report)
-    assert v["diffaug_cost"]["value"] == pytest.approx(cost["DiffAugment on"])
+    per_round = report["sections"]["levers"]["data"]["added_per_round"]["DiffAugment on"]
+    assert v["diffaug_cost"]["value"] == pytest.approx(cost["DiffAugment on"]) == pytest.approx(sum(per_round) / 2)
+    assert v["diffaug_cost"]["n"] == 2 and v["diffaug_cost"]["status"] == "PASS"  # 1e9: the interval clears it
     assert v["conditional_cost"]["value"] == pytest.approx(cost["conditional on"])
     assert "torch.compile" in md  # said as not run at this profile
 
@@ -93,7 +111,9 @@ def test_metrics_section(tmp_path, tiny_npz):
     assert 0 < d["share"]["smoke"]["share_fresh"] < 1
     assert verdicts(report)["metrics_share"]["value"] == pytest.approx(d["share"]["smoke"]["share_fresh"])
     assert d["prc"]["n"] == 80 and verdicts(report)["prc_cost"]["status"] == "PASS"
-    assert d["prc"]["added"] >= 0 and verdicts(report)["prc_cost"]["value"] == pytest.approx(d["prc"]["added"])
+    assert verdicts(report)["prc_cost"]["value"] == pytest.approx(d["prc"]["added"])
+    assert verdicts(report)["prc_cost"]["n"] == len(d["prc"]["runs"]) >= 3  # rounds of the interval
+    assert verdicts(report)["metrics_share"]["n"] == 2  # the tiny profile's evaluation rounds
 
 
 def test_memory_section(tmp_path, tiny_npz):
@@ -135,3 +155,79 @@ def test_bad_arguments_exit_2(tmp_path, capsys, args, msg):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and msg in err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+# ---- the verdict on an interval (synthetic samples: no timing) ------------------------------------------------
+
+def test_verdict_clear_pass_clear_fail_and_unclear_with_the_rounds_to_settle_it():
+    ok = verdict.judge([1.30, 1.28, 1.32, 1.29, 1.31], ">=", 1.15)
+    assert ok["status"] == "PASS" and ok["low"] > 1.15 and ok["rounds"] is None and ok["n"] == 5
+    bad = verdict.judge([1.00, 1.02, 0.98, 1.01, 0.99], ">=", 1.15)
+    assert bad["status"] == "FAIL" and bad["high"] < 1.15
+    # mean 1.20, sd 0.1, n 5: t(4) = 2.776, half-width 0.124 > margin 0.05 -> 5 × (0.124 / 0.05)² ≈ 31 rounds
+    mid = verdict.judge([1.10, 1.30, 1.20, 1.05, 1.35], ">=", 1.15)
+    m, lo, hi = verdict.interval([1.10, 1.30, 1.20, 1.05, 1.35])
+    assert mid["status"] == "unclear" and lo < 1.15 < hi and m == pytest.approx(1.2)
+    hw = 2.776 * statistics.stdev([1.10, 1.30, 1.20, 1.05, 1.35]) / math.sqrt(5)
+    assert hi - m == pytest.approx(hw) and mid["rounds"] == math.ceil(5 * (hw / 0.05) ** 2)
+    assert f"≈{mid['rounds']} rounds would settle it" in mid["why"]
+    # a cost bound (<=): the same logic mirrored
+    assert verdict.judge([0.04, 0.05, 0.06], "<=", 0.10)["status"] == "PASS"
+    assert verdict.judge([0.20, 0.22, 0.18], "<=", 0.10)["status"] == "FAIL"
+    assert verdict.judge([0.05, 0.15, 0.09, 0.12], "<=", 0.10)["status"] == "unclear"
+    # one sample is never enough; an exact value (no timing noise) is judged as it is
+    assert verdict.judge([1.3], ">=", 1.15) == verdict.judge([1.3], ">=", 1.15) | {"status": "unclear"}
+    assert verdict.judge([0.001], "<", 0.01, exact=True)["status"] == "PASS"
+    assert verdict.judge([0.02], "<", 0.01, exact=True)["status"] == "FAIL"
+
+
+def test_the_report_shows_the_interval_and_unclear_does_not_fail_the_exit_code():
+    from gan.bench.report import Report
+
+    rep = Report({"device": "cpu"}, [], "tiny", say=lambda *a: None)
+    with rep.section("speed", "speed"):
+        rep.measure("engine_vs_seed", 1.2, "", samples=[1.10, 1.30, 1.20, 1.05, 1.35])
+    v = verdicts({"targets": rep.verdicts()})["engine_vs_seed"]
+    assert v["status"] == "unclear" and v["rounds"] > 5 and rep.exit_code() == 0
+    assert v["shown"].startswith("1.20× [") and v["shown"].endswith("], 5 rounds")
+    with rep.section("levers", "levers"):
+        rep.measure("diffaug_cost", 0.2, "", samples=[0.20, 0.22, 0.18])
+    assert verdicts({"targets": rep.verdicts()})["diffaug_cost"]["status"] == "FAIL" and rep.exit_code() == 1
+
+
+def test_steadiness_is_the_machines_busy_time_less_this_process_trees(monkeypatch):
+    """Synthetic tick counters (no timing): over a 1 s window the machine was busy 150 ticks (1.5 cores at
+    HZ 100), this process and its workers 60 of them, steal 10 of 400: others used 0.9 cores, steal 2.5 %."""
+    machine_ticks = iter([(1000, 4000, 50), (1150, 4400, 60)])
+    tree_ticks = iter([300, 360])
+    clock = iter([10.0, 11.0])
+    monkeypatch.setattr(machine, "HZ", 100)
+    monkeypatch.setattr(machine, "_machine_ticks", lambda: next(machine_ticks))
+    monkeypatch.setattr(machine, "_tree_ticks", lambda pid: next(tree_ticks))
+    monkeypatch.setattr(machine.time, "perf_counter", lambda: next(clock))
+    s = machine.Steadiness()
+    s.cores = 2
+    with s.window():
+        pass
+    w = s.windows[0]
+    assert w["others_cores"] == pytest.approx(0.9) and w["steal"] == pytest.approx(0.025)
+    line = machine.steadiness_line(s.summary(), {"seed loop, dcgan": 0.07})
+    assert "other processes used 0.90 of 2 cores" in line and "steal 2.5 %" in line and "±7 %" in line
+    assert "not steady" in line  # 0.9 of 2 cores taken by others
+
+
+def test_the_process_tree_counts_live_children():
+    if machine._machine_ticks() is None:
+        pytest.skip("no /proc here")
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\ninput()"
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while machine._tree_ticks(child.pid) < 0.4 * machine.HZ:  # its 0.5 s of CPU, however busy the machine
+            assert child.poll() is None and time.time() - t0 < 120
+            time.sleep(0.05)
+        with open(f"/proc/{os.getpid()}/stat") as f:
+            own = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+        assert machine._tree_ticks(os.getpid()) >= own + machine._tree_ticks(child.pid)
+    finally:
+        child.communicate("\n")

@@ -111,12 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         path = rep.write(Path(a.out))
         verdicts = rep.verdicts()
         say("\n## Targets\n")
-        for ln in table(["target", "bound", "measured", "status"],
-                        [[v["what"], v["target"], v["shown"], v["status"]] for v in verdicts]):
+        say(machine.steadiness_line(rep.facts["steadiness"], rep.spread))
+        say("")
+        settle = lambda v: f" (≈{v['rounds']} rounds would settle it)" if v["rounds"] else ""  # noqa: E731
+        for ln in table(["target", "bound", "measured [95 % interval], rounds", "status"],
+                        [[v["what"], v["target"], v["shown"], v["status"] + settle(v)] for v in verdicts]):
             say(ln)
         code = rep.exit_code()
         say(f"\nreport: {path} (+ .json); exit code {code}"
-            + (" (a target missed or a section failed)" if code else " (every target that applies here passed)"))
+            + (" (a target FAILed or a section failed)" if code else
+               f" (no target FAILed; {sum(v['status'] == 'unclear' for v in verdicts)} unclear)"))
         return code
     finally:
         if inductor is None:

@@ -36,11 +36,11 @@ def cache_at(path):
 @dataclass(frozen=True)
 class Profile:
     name: str
-    windows: int  # timed windows per contender (rounds)
+    windows: int  # timed windows per contender (rounds: the samples a target's interval is made of)
     window_s: float  # target length of one window
     warm: int  # untimed steps per contender before the windows
     eval_ns: tuple  # evaluation sample counts timed
-    eval_reps: int  # repetitions of each (interleaved), median taken
+    eval_reps: int  # repetitions of each (interleaved): median shown, each a round of metrics_share's interval
     prc_n: int  # N of the precision/recall + class consistency check (and its reference size)
     ref_n: int  # reference images for the timed evaluations
     fid_n: int  # samples of the FID check
@@ -53,10 +53,10 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile("full", 7, 3.0, 2, (500, 1000, 2000), 2, 5000, 5000, 2000, 60, True, 20.0, 3),
-    "quick": Profile("quick", 5, 2.0, 1, (500, 1000), 1, 5000, 2000, 1000, 30, False, 4.0, 2),
+    "full": Profile("full", 7, 3.0, 2, (500, 1000, 2000), 3, 5000, 5000, 2000, 60, True, 20.0, 3),
+    "quick": Profile("quick", 5, 2.0, 1, (500, 1000), 3, 5000, 2000, 1000, 30, False, 4.0, 2),
     # seconds, for tests: tiny nets, a few steps; numbers meaningless
-    "tiny": Profile("tiny", 2, 0.05, 1, (40, 80), 1, 80, 80, 80, 2, False, 5.0, 1,
+    "tiny": Profile("tiny", 2, 0.05, 1, (40, 80), 2, 80, 80, 80, 2, False, 5.0, 1,
                     ("model.g_channels=4", "model.d_channels=4", "optim.batch_size=16", "metrics.batch_size=40"), ("smoke",)),
 }
 

@@ -100,7 +100,7 @@ def run(ctx: Context) -> None:
     rep.md("A briefly trained G has a large FID; the pixel columns show how far the samples themselves move.", "")
     rep.data(fid_fp32=fid0, levers=changes, samples=p.fid_n, G=where)
     worst = max(changes.items(), key=lambda kv: kv[1]["relative"])
-    rep.measure("fid_levers", worst[1]["relative"], f"worst: {worst[0]} (of {', '.join(changes)})")
+    rep.measure("fid_levers", worst[1]["relative"], f"worst: {worst[0]} (of {', '.join(changes)})", exact=True)
     rep.headline("FID_c10 change on the same samples: " + ", ".join(
         f"{k} {v['relative'] * 100:.3f} %" for k, v in changes.items()) + f" (fp32 FID {fid0:.2f}, {p.fid_n:,} "
         "samples)")

@@ -54,17 +54,19 @@ def run(ctx: Context) -> None:
     cfg = contenders[0].cfg
     ctx.say(f"### {EXP}: {cfg.model.arch}, batch {cfg.optim.batch_size}, {cfg.loss.name} loss; each lever flips one "
             "switch of the defaults")
-    res = race(ctx, contenders, base)
+    res = race(ctx, contenders, base, "defaults, levers")
     rows = race_rows(res, base, notes) + skipped
     rep.table([h.format(base="defaults") for h in RACE_HEADER], rows)
-    rep.md("Cost of a lever = median over rounds of (defaults' img/s ÷ the lever's img/s in the same round) − 1: "
-           "the time it adds to a training step.")
-    cost = {k: statistics.median(1 / p for p in r["paired"]) - 1 for k, r in res.items() if k != base}
+    rep.md("Cost of a lever = mean over rounds of (defaults' img/s ÷ the lever's img/s in the same round) − 1: "
+           "the time it adds to a training step; a target is judged on its 95 % interval over the rounds.")
+    costs = {k: [1 / p - 1 for p in r["paired"]] for k, r in res.items() if k != base}
+    cost = {k: statistics.fmean(v) for k, v in costs.items()}
     data = {"img_s": {k: r["median"] for k, r in res.items()}, "paired": {k: r["paired"] for k, r in res.items()},
-            "added_step_time": cost, "not_run": [r[0] + ": " + r[-1] for r in skipped]}
+            "added_step_time": cost, "added_per_round": costs, "not_run": [r[0] + ": " + r[-1] for r in skipped]}
     for key, label in (("diffaug_cost", "DiffAugment on"), ("conditional_cost", "conditional on")):
         if label in cost:
-            rep.measure(key, cost[label], f"{res[label]['median']:,.1f} vs defaults {res[base]['median']:,.1f} img/s")
+            rep.measure(key, cost[label], f"{res[label]['median']:,.1f} vs defaults {res[base]['median']:,.1f} img/s",
+                        samples=costs[label])
             rep.headline(f"{label} ({EXP}): adds {cost[label] * 100:+.1f} % to a training step")
         else:
             rep.measure(key, None, next((r[-1] for r in skipped if r[0] == label), "not run"))

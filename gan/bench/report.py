@@ -1,8 +1,9 @@
 """The targets (one table, with where each comes from), the report every section writes into, and the exit code.
 
-A section records markdown (printed as it goes), structured data (the JSON) and the measured value of each
-target it measures; the verdict table says PASS/FAIL with the value, and the exit code is 0 only when every
-target that applies here passed and no section failed.
+A section records markdown (printed as it goes), structured data (the JSON) and, for each target it measures,
+its value and the per-round samples it is judged on (gan/bench/verdict.py: PASS / FAIL / unclear on a 95 %
+interval). The exit code is 1 when a target FAILs (its whole interval beyond the bound) or a section failed;
+"unclear" says how many rounds would settle it and does not fail the run.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gan import fileio
-from gan.bench import machine
+from gan.bench import machine, verdict
 from gan.errors import GanError
 
 
@@ -33,7 +34,7 @@ class Target:
 
 ISSUE = "issue \"Beyond the peers\", speed items"
 TARGETS = (
-    Target("engine_vs_seed", "DCGAN on CPU: engine img/s ÷ seed-style loop img/s (median of paired windows)",
+    Target("engine_vs_seed", "DCGAN on CPU: engine img/s ÷ seed-style loop img/s (mean of paired windows)",
            ">=", 1.15, "x", "issue \"One house\" item 4 (the seed project's speed goal, README \"Speed\")", "speed",
            ("cpu",)),
     Target("cuda_img_s", "DCGAN engine img/s on CUDA, best measured setting (goal stated for an H100)", ">=", 50000,
@@ -51,6 +52,15 @@ TARGETS = (
                          "TF32) on the same samples", "<", 0.01, "%", "issue \"One house\" item 4 (levers may not "
                                                                        "change results)", "fidcheck"),
 )
+
+
+def shown(v: dict, unit: str) -> str:
+    """The measured value with its 95 % interval: '1.21× [1.12–1.30], 5 rounds'."""
+    if v.get("exact"):
+        return f"{fmt(v['value'], unit)} (exact)"
+    if v.get("low") is None or v["low"] == v["high"]:
+        return fmt(v["value"], unit) + (f", {v['n']} round" if v.get("n") == 1 else "")
+    return f"{fmt(v['value'], unit)} [{fmt(v['low'], unit)}–{fmt(v['high'], unit)}], {v['n']} rounds"
 
 
 def fmt(v: float, unit: str) -> str:
@@ -86,6 +96,9 @@ class Report:
         self.facts, self.argv, self.profile, self.targets, self.say = facts, argv, profile, targets, say
         self.sections: dict[str, dict] = {}
         self.values: dict[str, tuple[float | None, str]] = {}  # target key -> (value or None = n/a, detail)
+        self.samples: dict[str, tuple[list, bool]] = {}  # target key -> (per-round samples, exact)
+        self.steady = machine.Steadiness()  # other processes' CPU during every timed window
+        self.spread: dict[str, float] = {}  # a repeated window's coefficient of variation, by what was repeated
         self.headlines: list[str] = []
         self.cur: dict | None = None
         self.t0 = time.perf_counter()
@@ -119,9 +132,12 @@ class Report:
     def data(self, **kw) -> None:
         self.cur["data"].update(kw)
 
-    def measure(self, key: str, value: float | None, detail: str) -> None:
-        """A target's measured value (None: does not apply here, detail says why)."""
+    def measure(self, key: str, value: float | None, detail: str, samples=None, exact: bool = False) -> None:
+        """A target's measured value (None: does not apply here, detail says why) and the per-round samples it is
+        judged on (`exact`: a value with no timing noise, judged as it is)."""
         self.values[key] = (value, detail)
+        if value is not None:
+            self.samples[key] = (list(samples) if samples is not None else [value], exact)
 
     def headline(self, line: str) -> None:
         self.headlines.append(line)
@@ -131,22 +147,25 @@ class Report:
         dev = self.facts["device"].split(":")[0]
         out = []
         for t in self.targets:
+            interval = {"low": None, "high": None, "n": 0, "rounds": None, "exact": False}
             sec = self.sections.get(t.section)
             value, detail = self.values.get(t.key, (None, ""))
             if dev not in t.devices:
                 status, detail = "n/a", f"applies on {' / '.join(t.devices)} only"
             elif t.key in self.values and value is not None:
-                ok = {">=": value >= t.bound, "<=": value <= t.bound, "<": value < t.bound}[t.op]
-                status = "PASS" if ok else "FAIL"
+                j = verdict.judge(*self.samples[t.key][:1], t.op, t.bound, exact=self.samples[t.key][1])
+                status, interval = j["status"], {k: j[k] for k in ("low", "high", "n", "rounds")}
+                interval["exact"] = self.samples[t.key][1]
+                detail = f"{detail}; {j['why']}" if detail else j["why"]
             elif sec is not None and sec["error"]:
                 status, detail = "ERROR", sec["error"][:120]
             elif sec is None:
                 status, detail = "not run", f"section {t.section} not run"
             else:
                 status = "n/a"
-            out.append({"key": t.key, "what": t.what, "target": f"{t.op} {fmt(t.bound, t.unit)}", "status": status,
-                        "value": value, "shown": fmt(value, t.unit) if value is not None else "—", "detail": detail,
-                        "source": t.source})
+            v = {"key": t.key, "what": t.what, "target": f"{t.op} {fmt(t.bound, t.unit)}", "status": status,
+                 "value": value, **interval, "detail": detail, "source": t.source}
+            out.append(v | {"shown": shown(v, t.unit) if value is not None else "—"})
         return out
 
     def exit_code(self) -> int:
@@ -157,6 +176,8 @@ class Report:
     def write(self, out_dir: Path) -> Path:
         """bench-out/<date>-<host>.md and .json; a name already taken gets -1, -2... (nothing overwritten)."""
         self.facts["load_end"] = machine.loadavg()
+        self.facts["steadiness"] = self.steady.summary()
+        self.facts["window_spread"] = {k: round(v, 4) for k, v in self.spread.items()}
         self.facts["wall_seconds"] = round(time.perf_counter() - self.t0, 1)
         stem = f"{dt.datetime.now():%Y-%m-%d-%H%M%S}-{self.facts['host']}"
         out_dir = Path(out_dir)
@@ -177,6 +198,7 @@ class Report:
     def markdown(self, verdicts: list[dict]) -> list[str]:
         f = self.facts
         out = [f"# gan bench ({self.profile}) on {f['host']}", ""] + machine.header(f) + [
+            machine.steadiness_line(f.get("steadiness"), self.spread),
             f"- command: `python -m gan.bench {' '.join(self.argv)}`; wall time {f['wall_seconds']:.0f} s", "",
             "## Targets", ""]
         out += table(["target", "bound", "measured", "status", "detail", "from"],
