@@ -10,8 +10,7 @@ from pathlib import Path
 import torch
 
 from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, losses, nets as gnets
-from gan import rundir, seeding, writer
-from gan import runlock
+from gan import rundir, runlock, seeding, writer
 from gan.augment import DiffAugment
 from gan.config import Config
 from gan.data import to_uint8, training_set
