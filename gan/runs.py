@@ -256,25 +256,26 @@ def runs_table(logs: Path, exp: str | None = None):
     fid_name = f"FID {protocol.extractor_label(protocol.split(one)[1])}" if one else "FID (extractor per row)"
     t = Table(box=None, title=f"runs under {logs}" + (f"/{exp}" if exp else ""))
     sweeps = any(r["sweep"] for r in rows)
-    t.add_column("run", no_wrap=True, min_width=max([len(r["run"]) for r in rows] + [3]))
-    if sweeps:
-        t.add_column("sweep", no_wrap=True)
-    t.add_column("experiment", overflow="fold")
-    t.add_column("status", no_wrap=True)
-    t.add_column("steps", justify="right")
-    t.add_column("precision")
-    for h in (f"best {fid_name} (step)", f"last {fid_name}", "wall time"):
-        t.add_column(h, justify="right")
     problems = any(r["problem"] for r in rows)
-    if problems:
-        t.add_column("problem", overflow="fold")
+    table = []
     for r in rows:
         mark = "" if one or not r["fid_tag"] else f" {protocol.extractor_label(protocol.split(r['fid_tag'])[1])}"
         best = f"{r['best'][1]:.4g} ({r['best'][0]}){mark}" if r["best"] and r["best"][1] is not None else "-"
         last = f"{r['last'][1]:.4g}{mark}" if r["last"] else "-"
+        table.append([r["run"], *([r["sweep"] or "-"] if sweeps else []), r["experiment"], status_cell(r),
+                      steps_cell(r), r["precision"] or "-", best, last, fmt_duration(r["wall_seconds"]),
+                      *([r["problem"] or ""] if problems else [])])
+    heads = ["run", *(["sweep"] if sweeps else []), "experiment", "status", "steps", "precision",
+             f"best {fid_name} (step)", f"last {fid_name}", "wall time", *(["problem"] if problems else [])]
+    # names fold (a sweep's run names are long); the facts beside them keep their width, never squeezed to "…"
+    folds = {"run", "sweep", "experiment", "problem"}
+    for i, h in enumerate(heads):
+        width = max([len(row[i]) for row in table] + [min(len(h), 12)])
+        t.add_column(h, justify="right" if i >= heads.index("best " + fid_name + " (step)") and h != "problem"
+                     else "left", overflow="fold" if h in folds else "ellipsis", no_wrap=h not in folds,
+                     min_width=min(width, 20) if h in folds else width)
+    for r, row in zip(rows, table):
         st = r["status"]
-        cells = [r["run"], *([r["sweep"] or "-"] if sweeps else []), r["experiment"],
-                 f"[{STATUS_STYLE.get(st, 'white')}]{status_cell(r)}[/]", steps_cell(r), r["precision"] or "-",
-                 best, last, fmt_duration(r["wall_seconds"])]
-        t.add_row(*cells, *([r["problem"] or ""] if problems else []))
+        row[heads.index("status")] = f"[{STATUS_STYLE.get(st, 'white')}]{row[heads.index('status')]}[/]"
+        t.add_row(*row)
     return t, rows

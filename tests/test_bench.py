@@ -231,3 +231,26 @@ def test_the_process_tree_counts_live_children():
         assert machine._tree_ticks(os.getpid()) >= own + machine._tree_ticks(child.pid)
     finally:
         child.communicate("\n")
+
+
+def test_flops_section_counts_per_image_and_shares_of_its_own_ceiling(tmp_path, tiny_npz):
+    from gan.bench.context import PROFILES, Context, find_data
+    from gan.bench.flops import flops_per_image
+    from gan.bench.report import Report
+
+    code, report, md = bench(tmp_path, tiny_npz, "--sections", "flops")
+    assert code == 0, md
+    d = report["sections"]["flops"]["data"]
+    ceil, flops = d["ceiling"], d["flops"]
+    assert set(ceil) == ({"fp32", "bf16"} if torch.ops.mkldnn._is_mkldnn_bf16_supported() else {"fp32"})
+    for c in ceil.values():
+        assert c["best"] == max(c["matmul"], c["conv1x1"]) > 0
+    # FLOPs are linear in the batch: the batch-8 count per image is the count of any batch
+    ov, _ = find_data(str(tiny_npz), tmp_path)
+    ctx = Context(torch.device("cpu"), PROFILES["tiny"], ov, "", tmp_path, Report({}, [], "tiny"), None)
+    assert flops["quick"]["gflop_per_img"] * 1e9 == pytest.approx(flops_per_image(ctx, "quick", batch=16), rel=1e-9)
+    assert flops["dcgan"]["gflop_per_img"] < flops["sngan"]["gflop_per_img"]  # an SN-GAN CNN costs more per image
+    for label, r in d["quick_levers"].items():
+        dtype = "bf16" if "bf16" in label else "fp32"
+        assert r["share"] == pytest.approx(r["img_s"] * flops["quick"]["gflop_per_img"] / ceil[dtype]["best"])
+        assert f"{label}: " in md and "GEMM ceiling" in md

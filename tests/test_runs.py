@@ -251,3 +251,20 @@ def test_two_extractors_never_share_a_tag_column_or_chart(tmp_path, tiny_npz, st
         assert all(t.endswith(f"{s}$") for _, tags in charts.values() for t in tags), title
     out = cli("runs", "--logs", tmp_path / "logs")
     assert out.exit_code == 0 and "FID c10" in out.stdout and "not standard" not in out.stdout, out.stdout
+
+
+def test_long_sweep_run_names_fold_and_never_squeeze_the_facts_beside_them(two_runs, tmp_path):
+    """A search's run folders are long (t003-g_lr=9.348e-05,d_lr=...,loss=bce-s3): at the console's 140 columns the
+    status, steps and wall time stayed whole only for short names."""
+    logs, dirs, _ = two_runs
+    mine = tmp_path / "logs"
+    long = "t003-" + ",".join(f"knob{i}=0.000{i}23" for i in range(9)) + "-s3"
+    copy_run(dirs[0], mine / "tiny" / "sweep-20261203-171336-study" / long)
+    r = cli("runs", "--logs", mine)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    row = next(x for x in lines if x.strip().startswith("t003-"))
+    assert max(len(x) for x in lines) <= 140
+    for fact in ("completed", "6/6", "tiny"):
+        assert fact in row, row
+    assert "".join(x.strip().split(" ")[0] for x in lines[lines.index(row):lines.index(row) + 8]).startswith(long)

@@ -206,6 +206,8 @@ def test_setting_labels_are_readable_and_the_same_in_folders():
         "optim.batch_size=64, metrics.batch_size=32"  # two keys of one name keep their sections
     assert grid.setting_name(["metrics.extractors=[\"c10\", \"inception\"]"]) == "extractors=c10+inception"
     assert grid.setting_name([]) == "base"
+    # `name` alone says nothing: a search over loss.name showed `name=hinge` in every folder and table
+    assert grid.setting_name(["optim.g_lr=0.0002", "loss.name=hinge"]) == "g_lr=0.0002, loss=hinge"
 
 
 def test_dry_run_lists_the_runs_and_makes_nothing(exp, tmp_path, monkeypatch):
@@ -219,6 +221,13 @@ def test_dry_run_lists_the_runs_and_makes_nothing(exp, tmp_path, monkeypatch):
     for f in FOLDERS:
         assert f in res.stdout
     assert "4 runs" in res.stdout and "nothing was made" in res.stdout
+    assert list(tmp_path.iterdir()) == []
+    assert "round(s)" not in res.stdout  # a step-limited run's length is not known before it runs
+    # time-limited runs: the sweep's length is known before it starts (4 runs, 2 at once: 2 rounds of 3 minutes)
+    res = CliRunner().invoke(app, ["sweep", str(exp), *GRID, "--set", "train.minutes=3", "--dry-run", "--logs",
+                                   str(tmp_path / "logs")])
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert "at least 2 round(s) × 3 min = 0.1 h of wall time" in " ".join(res.stdout.split())
     assert list(tmp_path.iterdir()) == []
 
 
@@ -239,7 +248,7 @@ CASES |= {
     "set_and_swept": (["--grid", "optim.g_lr=1e-4", "--set", "optim.g_lr=2e-4"], "is also swept"),
     "bad_set": (["--grid", "optim.g_lr=1e-4", "--set", "optim.beta1=2"], "optim.beta1 = 2"),
     "rule_between_keys": (["--grid", "loss.name=bce,hinge", "--set", "loss.label_smoothing=0.1"],
-                          "setting name=hinge"),
+                          "setting loss=hinge"),
     "sample_without_trials": (["--sample", "optim.g_lr=loguniform:1e-5:1e-3"], "--sample needs --trials"),
     "sample_bad_kind": (["--trials", "2", "--sample", "optim.g_lr=normal:0:1"], "loguniform:LO:HI"),
     "sample_log_from_zero": (["--trials", "2", "--sample", "optim.g_lr=loguniform:0:1e-3"], "LO > 0"),
@@ -400,6 +409,48 @@ def test_a_job_gets_its_threads_and_gpu_in_its_environment(tmp_path):
     assert s.job(man.runs[0], "resume", Slot(0, 4, None)).env["OMP_NUM_THREADS"] == "4"
 
 
+def test_a_sweep_records_its_data_root_and_its_runs_keep_it_from_any_shell(exp, tmp_path, monkeypatch):
+    """Seen in a real search: `gan sweep --resume` from a shell without GAN_DATA_ROOT started every new trial on
+    no data (each failed at step 0, spending the search's trials)."""
+    from gan.sweep import launchers
+    from gan.sweep.jobs import Scheduler, Slot
+    from gan.sweep.manifest import Manifest
+
+    logs = tmp_path / "logs"
+    r = gan_cli("sweep", exp, "--grid", "optim.g_lr=1e-4,2e-4", "--set", "train.steps=3", "--set",
+                "metrics.enabled=false", "--logs", logs, env={"GAN_DATA_ROOT": str(tmp_path / "shards")})
+    assert r.returncode == 0, r.stdout + r.stderr
+    sweep = only_sweep(logs)
+    assert manifest(sweep)["env"]["GAN_DATA_ROOT"] == str(tmp_path / "shards")
+    assert set(manifest(sweep)["env"]) <= set(launchers.RUN_ENV)
+    monkeypatch.setenv("GAN_DATA_ROOT", str(tmp_path / "elsewhere"))
+    man = Manifest.load(sweep)
+    job = Scheduler(man, launcher=None, slots=[Slot(0, 1)]).job(man.runs[0], "resume", Slot(0, 1))
+    assert launchers.child_env(job.env)["GAN_DATA_ROOT"] == str(tmp_path / "shards")
+    assert launchers.env_changes({"GAN_DATA_ROOT": man.data["env"]["GAN_DATA_ROOT"]}) == [
+        f"GAN_DATA_ROOT: the sweep's own {str(tmp_path / 'shards')!r} (recorded when it started), not this shell's "
+        f"{str(tmp_path / 'elsewhere')!r}"]
+
+
+def test_two_runs_failing_alike_before_training_stop_the_sweep_and_resume_starts_them(exp, tmp_path, tiny_npz):
+    """Four runs whose data is missing: the sweep stops after the second same failure, not after all four; once
+    the data is there, --resume starts the failed and the unstarted ones."""
+    logs, npz = tmp_path / "logs", tmp_path / "later.npz"
+    r = gan_cli("sweep", exp, *GRID[:-2], "--jobs", "1", "--set", f'data.path="{npz}"', "--set", "train.steps=3",
+                "--set", "metrics.enabled=false", "--logs", logs)
+    assert r.returncode == 1, r.stdout + r.stderr
+    out = " ".join(r.stdout.split())
+    assert "no more runs start: two runs in a row failed before training with the same error" in out
+    sweep = only_sweep(logs)
+    assert [e["status"] for e in manifest(sweep)["runs"]] == ["failed", "failed", "pending", "pending"]
+    import shutil
+
+    shutil.copy(tiny_npz, npz)
+    r = gan_cli("sweep", "--resume", sweep)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [e["status"] for e in manifest(sweep)["runs"]] == ["completed"] * 4
+
+
 
 
 def test_live_table_row_reads_the_run_heartbeat(tmp_path):
@@ -452,3 +503,31 @@ def test_what_a_run_needs_after_a_kill_and_nothing_is_deleted(tmp_path):
                 pass
     with mf.lock(tmp_path):  # released with its holder
         pass
+
+
+def test_whole_settings_beside_the_base_each_with_seeds(exp, tmp_path):
+    """--setting: what a grid cannot say (a study's best two beside the experiment as it is); refusals in one line."""
+    from gan.sweep import grid
+
+    r = gan_cli("sweep", exp, "--setting", "fast: optim.g_lr=4e-4 optim.d_lr=4e-4", "--setting", "today: base",
+                "--seeds", "2", "--set", "train.steps=3", "--set", "metrics.enabled=false", "--logs", tmp_path / "logs")
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = manifest(only_sweep(tmp_path / "logs"))
+    assert [(e["folder"], e["overrides"]) for e in m["runs"]] == [
+        ("fast-s0", ["optim.g_lr=4e-4", "optim.d_lr=4e-4", "experiment.seed=0"]),
+        ("fast-s1", ["optim.g_lr=4e-4", "optim.d_lr=4e-4", "experiment.seed=1"]),
+        ("today-s0", ["experiment.seed=0"]), ("today-s1", ["experiment.seed=1"])]
+    assert all(e["status"] == "completed" for e in m["runs"])
+    cfg = json.loads((only_sweep(tmp_path / "logs") / "fast-s1" / "run.json").read_text())
+    assert grid.parse_settings(["optim.g_lr=1e-4 loss.name=bce"]) == [("g_lr=1e-4, loss=bce",
+                                                                       ["optim.g_lr=1e-4", "loss.name=bce"])]
+    assert cfg["status"] == "completed"
+    for args, words in [(["--setting", "optim.g_lr=abc"], "--setting optim.g_lr=abc"),
+                        (["--setting", "a: optim.g_lr=1e-4 optim.g_lr=2e-4"], "optim.g_lr is given twice"),
+                        (["--setting", "a: base", "--setting", "a: optim.g_lr=1e-4"], "two settings are named 'a'"),
+                        (["--setting", "a: base", "--grid", "optim.g_lr=1e-4,2e-4"], "instead of --grid"),
+                        (["--setting", "a: optim.g_lr=1e-4", "--set", "optim.g_lr=2e-4"], "is also swept")]:
+        bad = gan_cli("sweep", exp, *args, "--logs", tmp_path / "bad")
+        assert bad.returncode == 2 and words in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()

@@ -104,6 +104,11 @@ def test_optuna_search_prunes_says_why_and_resumes_the_same_study(exp, tmp_path,
     assert again.returncode == 0, again.stdout + again.stderr
     assert "started" not in again.stdout and "resumed" not in again.stdout
     assert len(optuna.load_study(study_name=m["id"], storage=m["search"]["storage"]).trials) == 3
+    # the report ends with the next step as a command: the best completed trial(s) beside the base, 3 seeds each
+    best = next(e for e in m["runs"] if e["status"] == "completed")
+    cmd = " ".join(again.stdout.split())
+    assert f"--setting '{best['folder'].split('-')[0]}: optim.g_lr=2e-4' --setting 'tiny: base' --seeds 3" in cmd
+    assert "--set train.steps=24 --set metrics.every=3" in cmd
 
 
 def test_submitit_local_executor_runs_a_two_run_sweep(exp, tmp_path):
@@ -169,3 +174,46 @@ def test_a_resumed_running_trial_reports_through_a_trial_asked_anew_with_its_poi
     assert len(again.study.trials) == 2
     again.finished(e, "completed", {"best": {"value": 30.0}})
     assert again.study.trials[1].state == optuna.trial.TrialState.COMPLETE and again.study.trials[1].value == 30.0
+
+
+def test_a_failed_trial_started_again_by_resume_reports_without_killing_the_sweep(tmp_path):
+    """Seen in a real study: a trial failed at step 0 (no data), --resume started its run again, and its first
+    metric point ended the sweep with `ValueError: Cannot tell a FAIL trial`."""
+    import optuna
+
+    from gan.sweep import search
+    from gan.sweep.manifest import Manifest
+
+    dists = search.parse(["optim.g_lr=loguniform:1e-5:1e-3"])
+    man = Manifest.create(tmp_path, grid={}, runs=[], search=search.manifest_fields(dists, 4, 2, 3, None, tmp_path, "s"))
+    first = search.Search(man)
+    entry = first.new_entry()
+    first.finished(entry, "failed", {})
+    assert first.study.trials[0].state == optuna.trial.TrialState.FAIL
+    again = search.Search(Manifest.load(tmp_path))  # --resume: the failed run starts again and reports
+    e = again.man.runs[0]
+    again._live(e).report(35.0, 6)
+    again.finished(e, "completed", {"best": {"value": 33.0}})
+    t = {x.number: x for x in again.study.trials}
+    assert t[0].state == optuna.trial.TrialState.FAIL and t[1].state == optuna.trial.TrialState.COMPLETE
+    assert t[1].value == 33.0 and t[1].params == t[0].params and t[1].intermediate_values == {6: 35.0}
+
+
+def test_knob_importance_reads_the_study_and_says_when_it_cannot(tmp_path):
+    """The report's importance line: Optuna's fANOVA over the completed trials; a knob that decides the value gets
+    the larger share; fewer than 4 completed trials: it says so."""
+    from gan.sweep import search
+    from gan.sweep.manifest import Manifest
+
+    dists = search.parse(["optim.g_lr=loguniform:1e-5:1e-3", "optim.beta1=uniform:0:0.9"])
+    man = Manifest.create(tmp_path, grid={}, runs=[], search=search.manifest_fields(dists, 12, 2, 3, None, tmp_path, "s"))
+    s = search.Search(man)
+    for i in range(12):
+        e = s.new_entry()
+        if i == 3:
+            assert search.importances(man) == ({}, "knob importance: needs ≥ 4 completed trials (3 so far)")
+        lr = s.study.trials[e["trial"]].params["optim.g_lr"]
+        s.finished(e, "completed", {"best": {"value": 100 * lr}})  # the value follows g_lr alone
+    imp, what = search.importances(man)
+    assert set(imp) == {"optim.g_lr", "optim.beta1"} and sum(imp.values()) == pytest.approx(1)
+    assert imp["optim.g_lr"] > 0.8 and "over 12 completed trials" in what

@@ -20,12 +20,13 @@ import torch
 SECTIONS = {  # name -> (module, title); run in this order
     "speed": ("gan.bench.speed", "Training speed: engine vs the seed-style loop"),
     "levers": ("gan.bench.levers", "Levers, one at a time (DCGAN)"),
+    "flops": ("gan.bench.flops", "FLOP rate: share of this machine's GEMM ceiling"),
     "metrics": ("gan.bench.metrics_cost", "Metric cost"),
     "fidcheck": ("gan.bench.fidcheck", "FID check of numerics-changing levers"),
     "memory": ("gan.bench.memory", "Peak memory"),
     "quality": ("gan.bench.quality", "Quality race: equal training time"),
 }
-DEFAULT = "speed,levers,metrics,fidcheck,memory"
+DEFAULT = "speed,levers,flops,metrics,fidcheck,memory"
 
 
 def parser() -> argparse.ArgumentParser:

@@ -200,7 +200,7 @@ def engine_vs_seed(ctx: Context, exp: str) -> dict:
     if exp == "dcgan":
         ctx.left["G:dcgan"] = copy.deepcopy(eng.tr.nets.G_sample).cpu()
     if n_dis == 1:
-        ctx.left.setdefault("step_s", {})[exp] = (res[eng.label]["step_s"], "speed race median")
+        ctx.left.setdefault("step_s", {})[exp] = (res[eng.label]["step_s"], "speed race median", eng.tr.precision)
     seed.close()
     eng.close()
     gc.collect()

@@ -47,6 +47,15 @@ def _report(man, csv_path: Path | None) -> None:
     console.print(report.table(man, rep))
     console.print(f"primary metric: {rep.tag or 'none'} ({rep.why})")
     console.print(f"[bold]verdict[/]: {rep.verdict}")
+    if man.data.get("search"):
+        from gan.sweep.search import importances
+
+        imp, what = importances(man)
+        console.print(what + (": " + ", ".join(f"{k} {v:.2f}" for k, v in imp.items()) if imp else ""))
+    again = report.rerun_command(man, rep)
+    if again:
+        console.print(f"next: the best trials beside the experiment as it is, 3 seeds each (one seed per trial "
+                      f"cannot tell a setting from a lucky seed):\n{again}", soft_wrap=True)
     agg = report.aggregates(man, rep)
     if agg:
         console.print(f"TensorBoard: {len(agg)} aggregate runs (mean, mean ± std, min/max over seeds) under "
@@ -69,6 +78,8 @@ def _run(man, kind: str, params: dict, array: bool, jobs: int | None, csv_path: 
         precision.decide(man, str(man.folder / man.data["base"]), man.data.get("set", []),
                          man.runs[0]["overrides"] if man.runs else [], man.data["device"],
                          slots[0].threads if slots else 0, kind, console.print)
+        for line in launchers.env_changes(man.data.get("env", {})):  # its runs get the recorded value
+            console.print(line)
         launcher = launchers.make(kind, man.folder, params, array, len(slots))
         man.update(man.data, launcher={"kind": kind, "params": params, "array": array}, jobs=len(slots))
         code = Scheduler(man, launcher, slots, man.data["device"], search).run()
@@ -83,6 +94,9 @@ def sweep_cmd(
     exp: Optional[str] = typer.Argument(None, help="experiment name or .toml (not with --resume/--report)"),
     grid_: List[str] = typer.Option([], "--grid", help="KEY=V1,V2,... swept values (repeatable: the cartesian "
                                     "product); each is validated as --set is"),
+    setting_: List[str] = typer.Option([], "--setting", help="'NAME: KEY=V KEY=V' or 'NAME: base': one whole "
+                                       "setting (repeatable), instead of a grid: e.g. a study's best beside the "
+                                       "default, each × --seeds"),
     set_: List[str] = typer.Option([], "--set", help="KEY=VALUE for every run of the sweep (repeatable; a key "
                                    "given twice: the last wins)"),
     seeds: int = typer.Option(1, "--seeds", min=1, help="seeds 0..N-1 per setting"),
@@ -115,12 +129,12 @@ def sweep_cmd(
 ) -> None:
     """Run a grid (or an Optuna search) of runs × seeds, J at once; rank the settings by best FID over seeds."""
     from gan import config, rundir
-    from gan.sweep import grid, precision, search as gsearch
+    from gan.sweep import grid, launchers, precision, search as gsearch
     from gan.sweep.manifest import Manifest
 
     kind, params = _launcher(launcher, submitit_, array)
     if report is not None or resume is not None:
-        if exp is not None or grid_ or set_ or sample or trials or name or dry_run:
+        if exp is not None or grid_ or setting_ or set_ or sample or trials or name or dry_run:
             raise GanError("--resume/--report take a sweep folder only: the sweep's own settings are in its "
                            "sweep.json")
         man = Manifest.load(report if report is not None else resume)
@@ -134,6 +148,8 @@ def sweep_cmd(
     if name is not None:
         rundir.check_name(name, "--name")
     dists = gsearch.parse(sample)
+    if setting_ and (grid_ or trials):
+        raise GanError("--setting names whole settings: give them instead of --grid or --trials")
     if trials:
         if grid_ or not dists or seeds != 1:
             raise GanError("--trials searches --sample distributions, one run per trial (seeded by its number): "
@@ -142,18 +158,20 @@ def sweep_cmd(
             raise GanError("--array submits every run at once: a search asks for trials one by one")
     elif dists:
         raise GanError("--sample needs --trials T")
-    axes = grid.parse_grid(grid_)
+    settings = grid.parse_settings(setting_)
+    axes = grid.axes_of(settings) if settings else grid.parse_grid(grid_)
     sets = grid.check_sets(set_, set(axes) | set(dists))
-    runs = grid.plan(axes, 0 if trials else seeds)
-    base = grid.validate(exp, sets, axes, runs)
+    runs = grid.plan_settings(settings, seeds) if settings else grid.plan(axes, 0 if trials else seeds)
+    base = grid.validate(exp, sets, axes, runs, "--setting" if settings else "--grid")
     gsearch.validate(exp, sets, dists)
     precision.check(config.load(exp, sets).train.precision, axes, kind)
     slots = _slots(kind, jobs, device, params, len(runs) or trials)
     if dry_run:
-        return _dry_run(runs, slots, dists, trials, base.experiment.name)
+        return _dry_run(runs, slots, dists, trials, base)
     folder = rundir.new_run_dir(logs, base.experiment.name, name, prefix="sweep-")
-    fields = {"experiment": base.experiment.name, "id": folder.name, "base": grid.write_base(exp, folder).name,
-              "grid": axes, "seeds": seeds,
+    fields = {"experiment": base.experiment.name, "id": folder.name, "env": launchers.recorded_env(), "base": grid.write_base(exp, folder).name,
+              "grid": axes, "seeds": seeds, **({"settings": [{"name": n, "overrides": o} for n, o in settings]}
+                                                   if settings else {}),
               "set": sets, "device": device, "command": " ".join(["gan", *sys.argv[1:]]),
               "created": rundir.now(), "runs": [r.entry() for r in runs]}
     if trials:
@@ -180,9 +198,12 @@ def _launcher(launcher: str | None, submitit_: list[str], array: bool) -> tuple[
     return kind, _params(submitit_)
 
 
-def _dry_run(runs, slots, dists, trials: int, exp: str) -> None:
+def _dry_run(runs, slots, dists, trials: int, base) -> None:
+    import math
+
     from rich.table import Table
 
+    exp, minutes = base.experiment.name, base.train.minutes
     threads = slots[0].threads if slots else 0
     if trials:
         t = Table("key", "distribution", box=None, title=f"{exp}: an Optuna search of {trials} trials")
@@ -196,3 +217,9 @@ def _dry_run(runs, slots, dists, trials: int, exp: str) -> None:
     gpus = sorted({s.gpu for s in slots if s.gpu is not None})
     console.print(f"{len(slots)} at once" + (f", {threads} torch threads each" if threads else "")
                   + (f", GPUs {','.join(gpus)}" if gpus else "") + "; dry run: nothing was made")
+    if minutes and slots:  # a time-limited run's length is known before it starts: say what the sweep will take
+        rounds = math.ceil((trials or len(runs)) / len(slots))
+        console.print(f"each run trains {minutes:g} min (train.minutes; evaluations not counted): at least "
+                      f"{rounds} round(s) × {minutes:g} min = {rounds * minutes / 60:.1f} h of wall time, plus "
+                      f"each run's evaluations every {base.metrics.every} steps and at its end"
+                      + (" (fewer where trials are pruned)" if trials else ""))

@@ -113,9 +113,10 @@ def setting_name(overrides: list[str]) -> str:
     """A setting's readable label, the one name it has in sweep.json, its folders, the report, the aggregate
     TensorBoard runs and the plots: `diffaug=color+translation+cutout, conditional=true` for
     ['train.diffaug="color,translation,cutout"', 'model.conditional=true'] (a key keeps its section only where
-    two swept keys share a name)."""
+    two swept keys share a name; `loss.name=hinge` is `loss=hinge`)."""
     keys = [o.split("=", 1)[0].strip() for o in overrides]
-    short = [k.split(".", 1)[1] for k in keys]
+    # `name` alone says nothing (loss.name=hinge): such a key is shown by its section, `loss=hinge`
+    short = [k.split(".", 1)[0] if k.endswith(".name") else k.split(".", 1)[1] for k in keys]
     return ", ".join(f"{s if short.count(s) == 1 else k}={label_value(o.split('=', 1)[1])}"
                      for k, s, o in zip(keys, short, overrides)) or "base"
 
@@ -137,6 +138,54 @@ def plan(grid: dict[str, list[str]], seeds: int) -> list[Run]:
     return runs
 
 
+def parse_settings(items: list[str]) -> list[tuple[str, list[str]]]:
+    """--setting items as (name, overrides): `best: optim.g_lr=3e-4 loss.name=bce` (KEY=VALUE items separated by
+    spaces; the `NAME:` is optional, without it the setting is named by its values) or `base` (the experiment as it
+    is, e.g. `today: base`). What a grid cannot say: two or three whole settings, e.g. a study's best beside the
+    default, each × --seeds."""
+    out: list[tuple[str, list[str]]] = []
+    for item in items:
+        label, colon, rest = item.partition(":")
+        named = bool(colon) and label.strip() and "=" not in label and " " not in label.strip()
+        text = rest.strip() if named else item.strip()
+        over = [] if text in ("", "base") else text.split()
+        for o in over:
+            key_of(o, "--setting")
+        keys = [o.split("=", 1)[0].strip() for o in over]
+        dup = next((k for k in keys if keys.count(k) > 1), None)
+        if dup:
+            raise GanError(f"--setting {item!r}: {dup} is given twice")
+        out.append((label.strip() if named else setting_name(over), over))
+    names = [n for n, _ in out]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise GanError(f"--setting: two settings are named {dup!r}; give each a NAME: of its own")
+    return out
+
+
+def plan_settings(settings: list[tuple[str, list[str]]], seeds: int) -> list[Run]:
+    """Each named setting × seeds 0..N-1, in the order given."""
+    runs = [Run(name, over + [f"{SEED_KEY}={s}"], s, folder_name(name, s)) for name, over in settings
+            for s in range(seeds)]
+    folders = [r.folder for r in runs]
+    clash = next((f for f in folders if folders.count(f) > 1), None)
+    if clash:
+        raise GanError(f"--setting: two settings would share the folder '{clash}'; name them apart")
+    return runs
+
+
+def axes_of(settings: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
+    """The keys the settings change, with the values they take (what a grid's axes record)."""
+    axes: dict[str, list[str]] = {}
+    for _, over in settings:
+        for o in over:
+            k, v = (x.strip() for x in o.split("=", 1))
+            axes.setdefault(k, [])
+            if v not in axes[k]:
+                axes[k].append(v)
+    return axes
+
+
 def validate_value(key: str, raw: str, flag: str) -> None:
     """One value alone, checked as `--set KEY=RAW` checks it (type, range, choices); rules between keys are
     checked on whole settings. The error names the flag, the key and the value."""
@@ -147,7 +196,8 @@ def validate_value(key: str, raw: str, flag: str) -> None:
         raise GanError(f"{flag} {key}={raw}: {str(e).split(': ', 1)[1]}") from None
 
 
-def validate(exp: str, sets: list[str], grid: dict[str, list[str]], runs: list[Run]) -> config.Config:
+def validate(exp: str, sets: list[str], grid: dict[str, list[str]], runs: list[Run],
+             flag: str = "--grid") -> config.Config:
     """The experiment, every --set and --grid value alone, then every setting whole (rules between keys), before
     anything starts; exactly what `gan train EXP --set ...` will check. Returns the first setting's config."""
     config.load(exp)
@@ -155,13 +205,13 @@ def validate(exp: str, sets: list[str], grid: dict[str, list[str]], runs: list[R
         validate_value(*key_of(item, "--set"), "--set")
     for key, values in grid.items():
         for raw in values:
-            validate_value(key, raw, "--grid")
+            validate_value(key, raw, flag)
     first = None
     for run in {r.setting: r for r in runs}.values():
         try:
             cfg = config.load(exp, sets + run.overrides)
         except GanError as e:
-            where = f"setting {run.setting}" if grid else "--set"
+            where = f"setting {run.setting}" if len(run.overrides) > 1 else "--set"
             raise GanError(f"{where}: {e}") from None
         first = first or cfg
     return first or config.load(exp, sets)

@@ -80,6 +80,8 @@ class Scheduler:
         self.active: dict[str, Active] = {}
         self.stop = Stop(log=log)
         self.queue = []
+        self.failed_at_start: list[str] = []  # errors of the runs that failed before training, in a row
+        self.halted = ""  # why no more runs start (the same error twice in a row: every run would fail alike)
         for e in man.runs:
             what = needs(man, e)
             if what == "live":  # a killed sweep's job that runs on: waited for, never started twice
@@ -103,7 +105,8 @@ class Scheduler:
         # the machine is split by this sweep's --jobs, on every start and resume: a run first started with more
         # threads resumes with its slot's share (its numbers then follow, not equal, an unbroken run's)
         threads = slot.threads if slot else 0
-        env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
+        env = dict(self.man.data.get("env", {}))  # the data and caches the sweep started with
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
         if slot is not None and slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot.gpu
         return launchers.Job(entry["folder"], args, env, self.man.folder / "console" / f"{entry['folder']}.log")
@@ -168,7 +171,7 @@ class Scheduler:
                     self.active[e["folder"]] = Active(e, h, None)
                 self.log(f"submitted {len(batch)} runs as one job array")
             return
-        while self.free:
+        while self.free and not self.halted:
             entry = self.queue.pop(0) if self.queue else (self.search.new_entry() if self.search else None)
             if entry is None:
                 return
@@ -205,12 +208,25 @@ class Scheduler:
         if status == "failed":
             fields["error"] = info.get("error") or self._tail(entry)
         self.man.update(entry, **fields)
+        self._streak(status, info, fields.get("error", ""))
         if self.search:
             self.search.finished(entry, status, info)
         best = info.get("best") or {}
         shown = f", best {best['tag'].split('/')[1]} {best['value']:.4g} at step {best['step']}" if best else ""
         err = f": {fields['error']}" if status == "failed" else ""
         self.log(f"{status} {entry['folder']} (step {info.get('step', 0)}){shown}{err}")
+
+    def _streak(self, status: str, info: dict, error: str) -> None:
+        """Two runs in a row that fail before their first step with the same error (missing data, a bad path):
+        every run would, and a search would spend all its trials on it. No more runs start; the line says why."""
+        if status != "failed" or info.get("step"):
+            self.failed_at_start = []
+            return
+        self.failed_at_start.append(error)
+        if len(self.failed_at_start) >= 2 and len(set(self.failed_at_start[-2:])) == 1 and not self.halted:
+            self.halted = error
+            self.log(f"[red]no more runs start: two runs in a row failed before training with the same error[/] "
+                     f"({error}); fix it, then `gan sweep --resume {self.man.folder}` starts them again")
 
     def _tail(self, entry: dict) -> str:
         p = self.man.folder / "console" / f"{entry['folder']}.log"
@@ -268,6 +284,8 @@ class Scheduler:
         return 1 if any(r["status"] == "failed" for r in self.man.runs) else 0
 
     def _more(self) -> bool:
+        if self.halted:
+            return False
         return bool(self.queue) or bool(self.search and self.search.more())
 
     @contextlib.contextmanager

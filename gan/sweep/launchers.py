@@ -31,6 +31,22 @@ class Job:
     log: Path | None = None  # where the run's console output goes (appended)
 
 
+# What a run reads from its environment that changes what it computes: the data, the reference cache, the
+# Inception weights. A sweep records them when it starts, and its runs get the recorded values on every start and
+# resume: a `--resume` from another shell (or a Slurm job) trains on the same data.
+RUN_ENV = ("GAN_DATA_ROOT", "GAN_CACHE", "GAN_INCEPTION_WEIGHTS", "GAN_INCEPTION_URL")
+
+
+def recorded_env() -> dict:
+    return {k: os.environ[k] for k in RUN_ENV if os.environ.get(k)}
+
+
+def env_changes(recorded: dict) -> list[str]:
+    """One line per variable whose value here differs from the one the sweep recorded."""
+    return [f"{k}: the sweep's own {v!r} (recorded when it started), not this shell's "
+            f"{os.environ.get(k)!r}" for k, v in recorded.items() if os.environ.get(k) != v]
+
+
 def child_env(extra: dict) -> dict:
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, **extra, "PYTHONPATH": GAN_ROOT + (os.pathsep + path if path else "")}

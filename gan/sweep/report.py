@@ -128,7 +128,7 @@ def verdict(rows: list[Row]) -> str:
     best, second = have[0], have[1]
     if best.n < 2 or second.n < 2:
         return (f"cannot tell whether {best.setting} beats {second.setting} beyond seed noise: it needs ≥ 2 seeds "
-                "per setting (re-run the top settings with --grid ... --seeds 3)")
+                "per setting (re-run the top settings with --seeds 3: --grid, or --setting for whole settings)")
     if second.p is None:
         return f"cannot tell: the seeds of {best.setting} and {second.setting} show no spread at all"
     beyond = second.p < ALPHA
@@ -156,6 +156,27 @@ def table(man: Manifest, rep: Report):
         t.add_row(str(i) if r.n else "-", r.setting, str(r.n), ms, " ".join(_fmt(b) for b in r.bests) or "-",
                   _fmt(r.mean_of("step"), ".0f"), fmt_duration(r.mean_of("seconds")), _fmt(r.p, ".3g"), shown)
     return t
+
+
+def rerun_command(man: Manifest, rep: Report, top: int = 2, seeds: int = 3) -> str | None:
+    """A search's next step as a command: its best `top` trials beside the experiment as it is, `seeds` fresh seeds
+    each (one seed per trial cannot tell a setting from a lucky seed). None for a grid or an empty ranking."""
+    import shlex
+
+    if not man.data.get("search"):
+        return None
+    best = [r for r in rep.rows if r.n][:top]
+    if not best:
+        return None
+    parts = ["gan", "sweep", man.data["experiment"]]
+    for r in best:
+        e = r.runs[0].entry
+        over = [o for o in e["overrides"] if not o.startswith("experiment.seed=")]
+        parts += ["--setting", f"{e['folder'].split('-', 1)[0]}: {' '.join(over)}"]
+    parts += ["--setting", f"{man.data['experiment']}: base", "--seeds", str(seeds)]
+    for o in man.data.get("set", []):
+        parts += ["--set", o]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def write_csv(man: Manifest, rep: Report, path: Path) -> Path:

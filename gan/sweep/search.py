@@ -4,7 +4,8 @@
 
 Each trial is one run, with the trial's number as its seed: when the sampler proposes a setting again (a categorical
 choice), the repeat is a new seed of it, so the report's spread over seeds stays honest. Re-run the top settings
-with `--grid ... --seeds 3` to learn whether they differ beyond seed noise.
+with `--setting 'NAME: KEY=V ...' --seeds 3` (the report prints that command for the best two beside the base) to
+learn whether they differ beyond seed noise.
 
 Pruning: Optuna's PatientPruner around its MedianPruner. A plain median pruner stops a trial the first time its
 value is worse than the median of completed trials at that step; FID on a few hundred samples jumps by several
@@ -160,7 +161,8 @@ class Search:
         trial = self.study.ask(distributions(self.dists))
         for step, v in sorted(old.intermediate_values.items()):
             trial.report(v, step)
-        self.study.tell(old.number, state=self.optuna.trial.TrialState.FAIL)
+        if not old.state.is_finished():  # a failed run started again by --resume was told failed when it failed
+            self.study.tell(old.number, state=self.optuna.trial.TrialState.FAIL)
         self.asked[trial.number] = trial
         self.man.update(entry, trial=trial.number)
         return trial
@@ -233,6 +235,27 @@ class Search:
             self.study.tell(entry["trial"], float(best))
         else:
             self.study.tell(entry["trial"], state=S.PRUNED if status == "pruned" else S.FAIL)
+
+
+def importances(man: Manifest) -> tuple[dict[str, float], str]:
+    """Optuna's importance of each sampled knob (its default evaluator, PED-ANOVA: how far each knob's values in
+    the best trials stray from its values in all completed ones; shares summing to 1), and a line saying what it
+    rests on. (Its fANOVA evaluator needs scikit-learn.)"""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s = man.data["search"]
+    study = optuna.load_study(study_name=s["study"], storage=s["storage"])
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < 4:
+        return {}, f"knob importance: needs ≥ 4 completed trials ({len(done)} so far)"
+    try:
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    except (RuntimeError, ValueError) as e:  # e.g. a knob that took one value in every completed trial
+        return {}, f"knob importance: not computed ({str(e).splitlines()[0][:150]})"
+    return imp, (f"knob importance (Optuna's PED-ANOVA) over {len(done)} completed trials: how much each knob's "
+                 "values in the best trials differ from its values in all; few trials make it rough")
 
 
 def manifest_fields(dists: dict[str, Dist], trials: int, patience: int, prune_after: int, storage: str | None,

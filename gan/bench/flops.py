@@ -1,0 +1,128 @@
+"""FLOP rate: how much of this machine's matrix-multiply ceiling a training step uses.
+
+The ceiling is measured in the same run, per dtype: the faster of torch's matmul (2048²) and a 1×1 convolution
+(a GEMM run by oneDNN, the library the convolutions use; on AMD CPUs MKL's matmul can be far slower than oneDNN).
+FLOPs per image are torch's own count (`FlopCounterMode`) of one `train_step` (G forward, every D forward and
+backward, the G update): matmuls and convolutions only, so BatchNorm, activations, Adam and the EMA are the part of
+the step the share leaves out. Share = img/s × FLOPs per image ÷ ceiling.
+
+`quick` is raced in fp32 and bf16, and with each speed lever that keeps its computation (channels_last off,
+compile) or changes it (twice the batch: fewer, larger steps, a different run: the sweep decides whether its FID holds).
+"""
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from gan import device as gdevice
+from gan.bench.context import SHIPPED, Context
+from gan.bench.speed import RACE_HEADER, EngineLoop, race, race_rows
+
+EXP = "quick"
+
+
+def _rate(fn, flops: float, reps: int) -> float:
+    fn()
+    rates = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        rates.append(flops / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def ceiling(device: torch.device, dtype: torch.dtype, reps: int = 5) -> dict:
+    """GFLOP/s of a large GEMM in `dtype`: {"matmul", "conv1x1", "best"}."""
+    n = 2048
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    mm = lambda: (a @ b, gdevice.sync(device))  # noqa: E731
+    x = torch.randn(64, 1024, 16, 16, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(1024, 1024, 1, 1, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    cv = lambda: (F.conv2d(x, w), gdevice.sync(device))  # noqa: E731
+    out = {"matmul": _rate(mm, 2 * n ** 3, reps) / 1e9, "conv1x1": _rate(cv, 2 * 64 * 256 * 1024 * 1024, reps) / 1e9}
+    out["best"] = max(out.values())
+    return out
+
+
+def flops_per_image(ctx: Context, exp: str, overrides=(), batch: int | None = None) -> float | None:
+    """torch's FLOP count of one training step ÷ real images through D; at `batch` when given (FLOPs are linear
+    in the batch, so a small batch counts a big model's step exactly and fast)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ov = [*overrides, 'train.precision="fp32"', "train.compile=false"] + ([f"optim.batch_size={batch}"] if batch else [])
+    e = EngineLoop(exp, ctx, exp, ov)
+    e.step()  # first step outside the count: lazy init, EMA copy
+    try:
+        with FlopCounterMode(display=False) as fc:
+            e.step()
+    except RuntimeError:  # torch's counter cannot follow autograd.grad (the gradient penalties): not counted
+        return None
+    finally:
+        e.close()
+    return fc.get_total_flops() / e.imgs_per_step
+
+
+def run(ctx: Context) -> None:
+    rep, dev = ctx.report, ctx.device
+    dtypes = {"fp32": torch.float32}
+    ok, why = gdevice.bf16_supported(dev)
+    if ok:
+        dtypes["bf16"] = torch.bfloat16
+    ceil = {k: ceiling(dev, d) for k, d in dtypes.items()}
+    rep.table(["dtype", "matmul 2048² GFLOP/s", "1×1 conv (oneDNN) GFLOP/s", "ceiling used"],
+              [[k, f"{c['matmul']:,.0f}", f"{c['conv1x1']:,.0f}", f"{c['best']:,.0f}"] for k, c in ceil.items()])
+    if not ok:
+        rep.md(f"bf16 not measured: {why}")
+    per_img = {exp: flops_per_image(ctx, exp, batch=8) for exp in SHIPPED}
+    b2 = 2 * ctx.cfg(EXP).optim.batch_size
+
+    prec = lambda p: f'train.precision="{p}"'  # noqa: E731
+    todo = [(f"{EXP} fp32", [prec("fp32")], "fp32")]
+    if ok:
+        todo += [(f"{EXP} bf16", [prec("bf16")], "bf16"),
+                 (f"{EXP} bf16, channels_last off", [prec("bf16"), "train.channels_last=false"], "bf16"),
+                 (f"{EXP} bf16, batch {b2}", [prec("bf16"), f"optim.batch_size={b2}"], "bf16")]
+        if ctx.profile.compile:
+            todo.append((f"{EXP} bf16, torch.compile", [prec("bf16"), "train.compile=true"], "bf16"))
+    contenders = [EngineLoop(label, ctx, EXP, ov) for label, ov, _ in todo]
+    base = f"{EXP} bf16" if ok else f"{EXP} fp32"
+    ctx.say(f"### {EXP}: fp32 and bf16, and the speed levers on bf16")
+    res = race(ctx, contenders, base, f"{EXP} bf16 levers")
+    dtype_of = {label: d for label, _, d in todo}
+    share = {label: r["median"] * per_img[EXP] / 1e9 / ceil[dtype_of[label]]["best"] for label, r in res.items()}
+    notes = {label: f"{share[label] * 100:.0f} % of the {dtype_of[label]} ceiling" for label in res}
+    rep.table([h.format(base=base) for h in RACE_HEADER], race_rows(res, base, notes))
+    for c in contenders:
+        c.close()
+    gc.collect()
+
+    rows, data = [], {}
+    for exp, f in sorted(per_img.items()):
+        if f is None:
+            rows.append([exp, "not counted", "torch's FlopCounterMode cannot follow its gradient penalty "
+                                             "(autograd.grad)"])
+            data[exp] = {"gflop_per_img": None}
+            continue
+        row, data[exp] = [exp, f"{f / 1e9:.3f}"], {"gflop_per_img": f / 1e9}
+        timed = {label: r["median"] for label, r in res.items() if label.startswith(f"{exp} ") and "," not in label}
+        known = ctx.left.get("step_s", {}).get(exp)  # the speed section's race (its default precision)
+        if known and not timed:
+            timed[f"{exp} {known[2]}"] = ctx.cfg(exp).optim.batch_size / known[0]
+        cells = []
+        for label, img_s in timed.items():
+            d = label.rsplit(" ", 1)[1]
+            s = img_s * f / 1e9 / ceil[d]["best"] if d in ceil else None
+            data[exp][label] = {"img_s": img_s, "share": s}
+            cells.append(f"{label.split(' ', 1)[1]}: {img_s:,.0f} img/s = {img_s * f / 1e9:,.0f} GFLOP/s"
+                         + (f" ({s * 100:.0f} %)" if s is not None else ""))
+        rows.append(row + ["; ".join(cells) or "not timed in this run"])
+    rep.table(["experiment", "GFLOP per image (one training step)", "FLOP rate, share of the ceiling"], rows)
+    rep.data(ceiling=ceil, flops=data, quick_levers={k: {"img_s": r["median"], "share": share[k],
+                                                         "paired": r["paired"]} for k, r in res.items()})
+    for label in res:
+        rep.headline(f"{label}: {res[label]['median']:,.0f} img/s, {share[label] * 100:.0f} % of this machine's "
+                     f"{dtype_of[label]} GEMM ceiling ({ceil[dtype_of[label]]['best']:,.0f} GFLOP/s)")
