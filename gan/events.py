@@ -8,6 +8,7 @@ the thresholds of `gan leaderboard --at` read the logged numbers, never a recons
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ def load_scalars(run: Path) -> dict[str, Series]:
 
     if not has_events(run):
         return {}
+    # a resumed run's purge is expected and handled here; TensorBoard's warning about it is noise on our tables
+    logging.getLogger("tensorboard").setLevel(logging.ERROR)
     ea = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 1, "tensors": 1, "histograms": 1,
                                                    "audio": 1, "compressedHistograms": 1})
     ea.Reload()  # a file being written reads up to its last whole record

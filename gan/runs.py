@@ -253,8 +253,8 @@ def runs_table(logs: Path, exp: str | None = None):
     rows = [run_summary(r) for r in find_runs(logs, exp)]
     tags = {r["fid_tag"] for r in rows if r["fid_tag"]}
     one = next(iter(tags)) if len(tags) == 1 else None  # every run judged by the same extractor's FID
-    fid_name = f"FID {protocol.extractor_label(protocol.split(one)[1])}" if one else "FID (extractor per row)"
-    t = Table(box=None, title=f"runs under {logs}" + (f"/{exp}" if exp else ""))
+    fid_name = f"FID {protocol.extractor_label(protocol.split(one)[1])}" if one else "FID"  # else each figure names its own
+    t = Table(box=None, title=f"runs under {logs}" + (f"/{exp}" if exp else ""), collapse_padding=True, pad_edge=False)
     sweeps = any(r["sweep"] for r in rows)
     problems = any(r["problem"] for r in rows)
     table = []
@@ -267,13 +267,14 @@ def runs_table(logs: Path, exp: str | None = None):
                       *([r["problem"] or ""] if problems else [])])
     heads = ["run", *(["sweep"] if sweeps else []), "experiment", "status", "steps", "precision",
              f"best {fid_name} (step)", f"last {fid_name}", "wall time", *(["problem"] if problems else [])]
-    # names fold (a sweep's run names are long); the facts beside them keep their width, never squeezed to "…"
-    folds = {"run", "sweep", "experiment", "problem"}
+    # a sweep's run names are long: they fold, and so does a problem; the sweep and experiment names (short, and read
+    # on one line) and the facts beside them keep their width, never squeezed to "…"
+    folds = {"run", "problem"}
     for i, h in enumerate(heads):
         width = max([len(row[i]) for row in table] + [min(len(h), 12)])
         t.add_column(h, justify="right" if i >= heads.index("best " + fid_name + " (step)") and h != "problem"
                      else "left", overflow="fold" if h in folds else "ellipsis", no_wrap=h not in folds,
-                     min_width=min(width, 20) if h in folds else width)
+                     min_width=min(width, 20) if h in folds else min(width, 40))
     for r, row in zip(rows, table):
         st = r["status"]
         row[heads.index("status")] = f"[{STATUS_STYLE.get(st, 'white')}]{row[heads.index('status')]}[/]"

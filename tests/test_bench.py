@@ -244,7 +244,7 @@ def test_flops_section_counts_per_image_and_shares_of_its_own_ceiling(tmp_path, 
     ceil, flops = d["ceiling"], d["flops"]
     assert set(ceil) == ({"fp32", "bf16"} if torch.ops.mkldnn._is_mkldnn_bf16_supported() else {"fp32"})
     for c in ceil.values():
-        assert c["best"] == max(c["matmul"], c["conv1x1"]) > 0
+        assert c["best"] == max(c["matmul"], c["conv1x1"], c["conv3x3"]) > 0
     # FLOPs are linear in the batch: the batch-8 count per image is the count of any batch
     ov, _ = find_data(str(tiny_npz), tmp_path)
     ctx = Context(torch.device("cpu"), PROFILES["tiny"], ov, "", tmp_path, Report({}, [], "tiny"), None)

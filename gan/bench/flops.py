@@ -1,7 +1,9 @@
 """FLOP rate: how much of this machine's matrix-multiply ceiling a training step uses.
 
-The ceiling is measured in the same run, per dtype: the faster of torch's matmul (2048²) and a 1×1 convolution
-(a GEMM run by oneDNN, the library the convolutions use; on AMD CPUs MKL's matmul can be far slower than oneDNN).
+The ceiling is measured in the same run, per dtype: the fastest of torch's matmul (2048²), a 1×1 convolution (a
+GEMM run by oneDNN, the library the convolutions use; on AMD CPUs MKL's matmul can be far slower than oneDNN) and a
+3×3 convolution (the shape DCGAN's layers are made of: oneDNN runs it faster than either GEMM in fp32 on some CPUs,
+and a ceiling below the model's own layers would read as a share over 100 %).
 FLOPs per image are torch's own count (`FlopCounterMode`) of one `train_step` (G forward, every D forward and
 backward, the G update): matmuls and convolutions only, so BatchNorm, activations, Adam and the EMA are the part of
 the step the share leaves out. Share = img/s × FLOPs per image ÷ ceiling.
@@ -36,14 +38,18 @@ def _rate(fn, flops: float, reps: int) -> float:
 
 
 def ceiling(device: torch.device, dtype: torch.dtype, reps: int = 5) -> dict:
-    """GFLOP/s of a large GEMM in `dtype`: {"matmul", "conv1x1", "best"}."""
+    """GFLOP/s of a large GEMM in `dtype`: {"matmul", "conv1x1", "conv3x3", "best"}."""
     n = 2048
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
     mm = lambda: (a @ b, gdevice.sync(device))  # noqa: E731
     x = torch.randn(64, 1024, 16, 16, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
     w = torch.randn(1024, 1024, 1, 1, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
     cv = lambda: (F.conv2d(x, w), gdevice.sync(device))  # noqa: E731
-    out = {"matmul": _rate(mm, 2 * n ** 3, reps) / 1e9, "conv1x1": _rate(cv, 2 * 64 * 256 * 1024 * 1024, reps) / 1e9}
+    x3 = torch.randn(64, 256, 16, 16, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    w3 = torch.randn(256, 256, 3, 3, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    cv3 = lambda: (F.conv2d(x3, w3, padding=1), gdevice.sync(device))  # noqa: E731
+    out = {"matmul": _rate(mm, 2 * n ** 3, reps) / 1e9, "conv1x1": _rate(cv, 2 * 64 * 256 * 1024 * 1024, reps) / 1e9,
+           "conv3x3": _rate(cv3, 2 * 64 * 256 * 256 * 256 * 9, reps) / 1e9}
     out["best"] = max(out.values())
     return out
 
@@ -73,8 +79,9 @@ def run(ctx: Context) -> None:
     if ok:
         dtypes["bf16"] = torch.bfloat16
     ceil = {k: ceiling(dev, d) for k, d in dtypes.items()}
-    rep.table(["dtype", "matmul 2048² GFLOP/s", "1×1 conv (oneDNN) GFLOP/s", "ceiling used"],
-              [[k, f"{c['matmul']:,.0f}", f"{c['conv1x1']:,.0f}", f"{c['best']:,.0f}"] for k, c in ceil.items()])
+    rep.table(["dtype", "matmul 2048² GFLOP/s", "1×1 conv (oneDNN) GFLOP/s", "3×3 conv GFLOP/s", "ceiling used"],
+              [[k, f"{c['matmul']:,.0f}", f"{c['conv1x1']:,.0f}", f"{c['conv3x3']:,.0f}", f"{c['best']:,.0f}"]
+               for k, c in ceil.items()])
     if not ok:
         rep.md(f"bf16 not measured: {why}")
     per_img = {exp: flops_per_image(ctx, exp, batch=8) for exp in SHIPPED}
