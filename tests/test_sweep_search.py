@@ -70,7 +70,7 @@ def test_optuna_search_prunes_says_why_and_resumes_the_same_study(exp, tmp_path,
     monkeypatch.setattr(search, "pruner", lambda patience, after: PruneLr1())
     monkeypatch.setattr(jobs.Scheduler, "tick", 0.05)  # look often: the pruned run must not reach its end first
     logs = tmp_path / "logs"
-    res = CliRunner().invoke(app, ["sweep", str(exp), "--trials", "3", "--sample", "optim.g_lr=choice:2e-4,1.0",
+    res = CliRunner().invoke(app, ["sweep", str(exp), "--trials", "3", "--sample", "optim.g_lr=choice:3e-4,1.0",
                                    "--jobs", "2", "--set", "train.steps=24", "--set", "metrics.every=3",
                                    "--device", "cpu", "--logs", str(logs)])
     assert res.exit_code == 0, res.stdout + res.stderr
@@ -84,7 +84,7 @@ def test_optuna_search_prunes_says_why_and_resumes_the_same_study(exp, tmp_path,
         info = json.loads((sweep / e["folder"] / "run.json").read_text())
         t = by_number[e["trial"]]
         assert info["status"] == e["status"] and t.params["optim.g_lr"] == e["setting"].split("=")[1]
-        if t.params["optim.g_lr"] == "2e-4":
+        if t.params["optim.g_lr"] == "3e-4":
             assert e["status"] == "completed" and t.state == optuna.trial.TrialState.COMPLETE
             assert t.value == info["best"]["value"] and set(t.intermediate_values) <= set(range(3, 25, 3))
         else:  # (the sweep looks every 0.5 s; a tiny run may pass a metric point in between)
@@ -107,7 +107,7 @@ def test_optuna_search_prunes_says_why_and_resumes_the_same_study(exp, tmp_path,
     # the report ends with the next step as a command: the best completed trial(s) beside the base, 3 seeds each
     best = next(e for e in m["runs"] if e["status"] == "completed")
     cmd = " ".join(again.stdout.split())
-    assert f"--setting '{best['folder'].split('-')[0]}: optim.g_lr=2e-4' --setting 'tiny: base' --seeds 3" in cmd
+    assert f"--setting '{best['folder'].split('-')[0]}: optim.g_lr=3e-4' --setting 'tiny: base' --seeds 3" in cmd
     assert "--set train.steps=24 --set metrics.every=3" in cmd
 
 
@@ -217,3 +217,29 @@ def test_knob_importance_reads_the_study_and_says_when_it_cannot(tmp_path):
     imp, what = search.importances(man)
     assert set(imp) == {"optim.g_lr", "optim.beta1"} and sum(imp.values()) == pytest.approx(1)
     assert imp["optim.g_lr"] > 0.8 and "over 12 completed trials" in what
+
+
+def test_the_experiment_as_it_is_is_trial_0_once_and_named_base(exp, tmp_path):
+    """Our 20-trial study of quick never came near quick's own values, so it could not say whether any trial beat
+    it. Trial 0 is now the experiment itself, named `base`, once: a resumed search does not enqueue it again; a
+    distribution that excludes it says so. Its values are the experiment's, not the sampler's."""
+    from gan.sweep import search
+    from gan.sweep.manifest import Manifest
+
+    dists = search.parse(["optim.g_lr=loguniform:1e-5:1e-3", "loss.name=choice:hinge,bce"])
+    first, why = search.base_point(str(exp), ["loss.name=bce"], dists)
+    assert first == {"optim.g_lr": 2e-4, "loss.name": "bce"} and why == ""
+    none, why = search.base_point(str(exp), [], search.parse(["optim.g_lr=loguniform:5e-4:1e-3"]))
+    assert none is None and why == "optim.g_lr = 0.0002 lies outside loguniform:5e-4:1e-3"
+    fields = search.manifest_fields(dists, 4, 2, 3, None, tmp_path, "study-b", base=first)
+    man = Manifest.create(tmp_path, grid={}, runs=[], search=fields)
+    s = search.Search(man)
+    e0, e1 = s.new_entry(), s.new_entry()
+    assert e0["setting"] == "base" and e0["folder"] == "t000-base-s0" and e0["trial"] == 0
+    assert e0["overrides"] == ["optim.g_lr=0.0002", "loss.name=bce", "experiment.seed=0"]
+    assert e1["setting"] != "base" and s.study.trials[0].params == first
+    again = search.Search(Manifest.load(tmp_path))  # resumed: trial 0 is already in the study
+    assert again.new_entry()["setting"] != "base" and len(again.study.trials) == 3
+    r = gan_cli("sweep", exp, "--trials", "3", "--sample", "optim.g_lr=loguniform:5e-4:1e-3", "--dry-run",
+                "--logs", tmp_path / "logs")
+    assert r.returncode == 0 and "no trial of the experiment as it is: optim.g_lr = 0.0002 lies outside" in r.stdout

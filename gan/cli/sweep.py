@@ -164,10 +164,14 @@ def sweep_cmd(
     runs = grid.plan_settings(settings, seeds) if settings else grid.plan(axes, 0 if trials else seeds)
     base = grid.validate(exp, sets, axes, runs, "--setting" if settings else "--grid")
     gsearch.validate(exp, sets, dists)
+    first, why = gsearch.base_point(exp, sets, dists) if trials else (None, "")
     precision.check(config.load(exp, sets).train.precision, axes, kind)
     slots = _slots(kind, jobs, device, params, len(runs) or trials)
     if dry_run:
-        return _dry_run(runs, slots, dists, trials, base)
+        _dry_run(runs, slots, dists, trials, base)
+        if trials:
+            _first_trial(first, why)
+        return None
     folder = rundir.new_run_dir(logs, base.experiment.name, name, prefix="sweep-")
     fields = {"experiment": base.experiment.name, "id": folder.name, "env": launchers.recorded_env(), "base": grid.write_base(exp, folder).name,
               "grid": axes, "seeds": seeds, **({"settings": [{"name": n, "overrides": o} for n, o in settings]}
@@ -175,9 +179,12 @@ def sweep_cmd(
               "set": sets, "device": device, "command": " ".join(["gan", *sys.argv[1:]]),
               "created": rundir.now(), "runs": [r.entry() for r in runs]}
     if trials:
-        fields["search"] = gsearch.manifest_fields(dists, trials, patience, prune_after, storage, folder, folder.name)
+        fields["search"] = gsearch.manifest_fields(dists, trials, patience, prune_after, storage, folder, folder.name,
+                                                   base=first)
     man = Manifest.create(folder, **fields)
     console.print(f"sweep [bold]{folder}[/]: {trials or len(runs)} runs, {len(slots)} at once")
+    if trials:
+        _first_trial(first, why)
     _run(man, kind, params, array, jobs, csv_)
 
 
@@ -196,6 +203,14 @@ def _launcher(launcher: str | None, submitit_: list[str], array: bool) -> tuple[
     if kind == "slurm" and shutil.which("sbatch") is None:
         raise GanError("--launcher slurm: no sbatch on this machine (run the sweep on a Slurm login node)")
     return kind, _params(submitit_)
+
+
+def _first_trial(first: dict | None, why: str) -> None:
+    if first:
+        console.print("trial 0: the experiment as it is (" + ", ".join(f"{k}={v}" for k, v in first.items())
+                      + "), the yardstick the sampled trials rank against")
+    else:
+        console.print(f"no trial of the experiment as it is: {why} (widen the distribution to measure it)")
 
 
 def _dry_run(runs, slots, dists, trials: int, base) -> None:

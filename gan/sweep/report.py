@@ -165,7 +165,7 @@ def rerun_command(man: Manifest, rep: Report, top: int = 2, seeds: int = 3) -> s
 
     if not man.data.get("search"):
         return None
-    best = [r for r in rep.rows if r.n][:top]
+    best = [r for r in rep.rows if r.n and r.setting != "base"][:top]  # the base trial is the last --setting
     if not best:
         return None
     parts = ["gan", "sweep", man.data["experiment"]]

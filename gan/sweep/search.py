@@ -90,6 +90,32 @@ def validate(exp: str, sets: list[str], dists: dict[str, Dist]) -> None:
             raise GanError(f"--sample {d.key}={d.text()}: {d.key} is an integer: use int:LO:HI")
 
 
+def _value(cfg, key: str):
+    section, name = key.split(".")
+    sec = getattr(cfg, section)
+    return getattr(sec, next(f.name for f in dataclasses.fields(sec) if config.key(f) == name))
+
+
+def base_point(exp: str, sets: list[str], dists: dict[str, Dist]) -> tuple[dict | None, str]:
+    """The experiment's own value of every sampled knob, to be the study's first trial: the yardstick the sampled
+    trials rank against (a search that never measures it cannot say it found anything better: our study of `quick`
+    never came near quick's own corner). None, with the reason, when a value lies outside its distribution."""
+    cfg = config.load(exp, sets)
+    out = {}
+    for k, d in dists.items():
+        v = _value(cfg, k)
+        if d.kind == "choice":
+            hit = next((a for a in d.args if _value(config.load(exp, sets + [f"{k}={a}"]), k) == v), None)
+            if hit is None:
+                return None, f"{k} = {v!r} is not one of its choices"
+            out[k] = hit
+        elif not float(d.args[0]) <= v <= float(d.args[1]):
+            return None, f"{k} = {v!r} lies outside {d.text()}"
+        else:
+            out[k] = int(v) if d.kind == "int" else float(v)
+    return out, ""
+
+
 def distributions(dists: dict[str, Dist]) -> dict:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -134,6 +160,8 @@ class Search:
             self.study = optuna.create_study(storage=s["storage"], study_name=s["study"], direction="minimize",
                                              load_if_exists=True, pruner=pruner(s["patience"], s["prune_after"]))
             done = len(self.study.get_trials(deepcopy=False))
+            if not done and s.get("base"):  # trial 0 is the experiment as it is (once: a resume finds it there)
+                self.study.enqueue_trial(s["base"], user_attrs={"base": True})
             # a new sampler per session, seeded past the trials already drawn (a resumed sweep draws new points)
             self.study.sampler = optuna.samplers.TPESampler(seed=s["seed"] + done)
         except Exception as e:  # noqa: BLE001 - an unreachable database, a bad URL: one line
@@ -176,7 +204,7 @@ class Search:
         trial = self.study.ask(distributions(self.dists))
         self.asked[trial.number] = trial
         over = [f"{k}={value_text(trial.params[k])}" for k in self.dists]
-        setting, seed = grid.setting_name(over), trial.number
+        setting, seed = "base" if trial.user_attrs.get("base") else grid.setting_name(over), trial.number
         return self.man.add({"setting": setting, "overrides": over + [f"{grid.SEED_KEY}={seed}"], "seed": seed,
                              "folder": f"t{trial.number:03d}-{grid.folder_name(setting, seed)}", "status": "pending",
                              "trial": trial.number})
@@ -259,8 +287,8 @@ def importances(man: Manifest) -> tuple[dict[str, float], str]:
 
 
 def manifest_fields(dists: dict[str, Dist], trials: int, patience: int, prune_after: int, storage: str | None,
-                    folder: Path, study: str, seed: int = 0) -> dict:
-    return {"trials": trials, "distributions": {k: {"kind": d.kind, "args": d.args} for k, d in dists.items()},
+                    folder: Path, study: str, seed: int = 0, base: dict | None = None) -> dict:
+    return {"trials": trials, "base": base, "distributions": {k: {"kind": d.kind, "args": d.args} for k, d in dists.items()},
             "sampler": "TPE", "pruner": (f"PatientPruner(MedianPruner(n_startup_trials={prune_after}), "
                                          f"patience={patience})" if patience >= 0 else "none"),
             "patience": patience, "prune_after": prune_after, "seed": seed, "study": study,
