@@ -90,22 +90,18 @@ def validate(exp: str, sets: list[str], dists: dict[str, Dist]) -> None:
             raise GanError(f"--sample {d.key}={d.text()}: {d.key} is an integer: use int:LO:HI")
 
 
-def _value(cfg, key: str):
-    section, name = key.split(".")
-    sec = getattr(cfg, section)
-    return getattr(sec, next(f.name for f in dataclasses.fields(sec) if config.key(f) == name))
-
-
 def base_point(exp: str, sets: list[str], dists: dict[str, Dist]) -> tuple[dict | None, str]:
     """The experiment's own value of every sampled knob, to be the study's first trial: the yardstick the sampled
     trials rank against (a search that never measures it cannot say it found anything better: our study of `quick`
     never came near quick's own corner). None, with the reason, when a value lies outside its distribution."""
-    cfg = config.load(exp, sets)
+    own = config.load(exp, sets).to_dict()
     out = {}
     for k, d in dists.items():
-        v = _value(cfg, k)
+        section, name = k.split(".")
+        v = own[section][name]
         if d.kind == "choice":
-            hit = next((a for a in d.args if _value(config.load(exp, sets + [f"{k}={a}"]), k) == v), None)
+            hit = next((a for a in d.args if config.load(exp, sets + [f"{k}={a}"]).to_dict()[section][name] == v),
+                       None)
             if hit is None:
                 return None, f"{k} = {v!r} is not one of its choices"
             out[k] = hit
