@@ -343,7 +343,9 @@ def test_ctrl_c_then_sigkill_then_resume_ends_with_the_uninterrupted_weights(gri
         assert info["status"] == e["status"]
         if e["status"] == "interrupted" and info.get("step"):
             ck = torch.load(sweep / e["folder"] / "checkpoints" / "last.pt", weights_only=True)
-            assert ck["step"] == info["step"] < 60
+            assert ck["step"] == info["step"] <= 60
+            # at its last step only when the signal dropped the final evaluation: resume makes it first
+            assert ck["step"] < 60 or ck["eval_pending"], info
     assert any(json.loads((sweep / e["folder"] / "run.json").read_text()).get("step") for e in stopped)
     assert any(e["status"] == "pending" and not (sweep / e["folder"]).exists() for e in m["runs"])
 
