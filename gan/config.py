@@ -91,6 +91,12 @@ class Train:
     save_png: bool = _f(False, "also write real/fake grids as PNG under results/")
     export: bool = _f(False, "write netG.pth/netD.pth (plain state_dicts) at the end")
     channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CPU and GPU)")
+    dense_gemm: bool = _f(True, "a transposed conv on a 1×1 input (DCGAN G's first layer) and a conv whose kernel "
+                                "covers its whole input (D's last) run as one matmul: the same weights and function, "
+                                "far faster than conv kernels at these shapes (gan/models/gemm.py)")
+    wgrad_gemm: bool = _f(True, "on a CPU in bf16, the weight gradient of a conv whose small map is at most 4×4 "
+                                "(DCGAN's 4->8 and 8->4 layers) as one GEMM: oneDNN's bf16 weight-gradient kernel "
+                                "runs at half its forward rate (gan/models/gemm.py)")
     reuse_fake: bool = _f(True, "with n_dis = 1 and no gp/r1: one G forward per step serves the D and the G update "
                                 "(as the reference loops do; ≈19% fewer FLOPs for DCGAN)")
     compile: bool = _f(False, "torch.compile G and D (opt-in: the warm-up pays back only on long GPU runs)")

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from gan.dist import Dist, sync_batchnorm
-from gan.models import build
+from gan.models import build, gemm
 
 
 @dataclass
@@ -60,6 +60,8 @@ class Nets:
 def make(cfg, dist: Dist, num_classes: int = 0) -> Nets:
     c = cfg
     G, D = build(c.model, c.data.image_size, num_classes)
+    for m in (G, D):
+        gemm.configure(m, c.train.dense_gemm, c.train.wgrad_gemm)
     if dist.ddp and c.model.sync_batchnorm:  # same parameters and buffers: checkpoints do not change
         G, D = sync_batchnorm(G, dist.device), sync_batchnorm(D, dist.device)
     mf = torch.channels_last if c.train.channels_last else torch.contiguous_format
@@ -84,7 +86,8 @@ def make(cfg, dist: Dist, num_classes: int = 0) -> Nets:
 
 
 def optimizers(cfg, nets: Nets, device: torch.device) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """Adam for each; fused kernels on CUDA, foreach (multi-tensor) on the CPU."""
+    """Adam for each; fused kernels on CUDA, foreach (multi-tensor) on the CPU (fused there measured no faster in a
+    whole step: 1.01× [0.99-1.03], 2026-12-04)."""
     o = cfg.optim
     fused = device.type == "cuda"
     kw = dict(betas=(o.beta1, o.beta2), foreach=not fused, fused=fused or None)

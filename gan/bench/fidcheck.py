@@ -1,6 +1,7 @@
 """Levers that change numerics must not change results: FID_c10 of the same G weights on the same latents, with
-each lever on (channels_last, torch.compile, bf16 autocast where it runs at speed, TF32 on CUDA) against fp32
-contiguous (TF32 off), the extractor always in fp32."""
+each lever on (channels_last, G's first layer as one GEMM, torch.compile, bf16 autocast where it runs at speed, TF32
+on CUDA) against fp32 contiguous convolutions (TF32 off), the extractor always in fp32. The GEMM weight gradient
+(train.wgrad_gemm) changes only a backward: tests/test_gemm.py holds its parity with oneDNN's gradient."""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +14,7 @@ from gan import device as gdevice
 from gan.bench.context import Context
 from gan.data import load_dataset, to_tensor
 from gan.metrics import evaluator as gev, protocol
+from gan.models import gemm
 
 EXP = "dcgan"
 
@@ -42,8 +44,9 @@ def trained_G(ctx: Context):
 
 def levers(ctx: Context, G0):
     """[(name, a function giving the G forward's uint8 samples with the lever on)] and rows for those not run."""
-    plain = copy.deepcopy(G0).to(ctx.device, memory_format=torch.contiguous_format)
-    out = [("channels_last", lambda gen: gen(copy.deepcopy(plain).to(memory_format=torch.channels_last), None))]
+    plain = gemm.configure(copy.deepcopy(G0).to(ctx.device, memory_format=torch.contiguous_format), False, False)
+    out = [("channels_last", lambda gen: gen(copy.deepcopy(plain).to(memory_format=torch.channels_last), None)),
+           ("dense_gemm", lambda gen: gen(gemm.configure(copy.deepcopy(plain), True, False), None))]
     skipped = []
     if ctx.profile.compile:
         out.append(("torch.compile", lambda gen: gen(torch.compile(copy.deepcopy(plain)), None)))

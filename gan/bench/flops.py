@@ -8,13 +8,18 @@ FLOPs per image are torch's own count (`FlopCounterMode`) of one `train_step` (G
 backward, the G update): matmuls and convolutions only, so BatchNorm, activations, Adam and the EMA are the part of
 the step the share leaves out. Share = img/s × FLOPs per image ÷ ceiling.
 
-`quick` is raced in fp32 and bf16, and with each speed lever that keeps its computation (channels_last off,
-compile) or changes it (twice the batch: fewer, larger steps, a different run: the sweep decides whether its FID holds).
+`quick` is raced in fp32 and bf16, and with each speed lever on bf16 turned off where it keeps the computation
+(channels_last, the dense layers as one GEMM, the small-map weight gradients as one GEMM) or on (compile), or
+changed (twice the batch: fewer, larger steps, a different run: the sweep decides whether its FID holds). Then
+where the step's time goes, by torch's profiler: what is left to win, and where.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import statistics
+import sys
 import time
 
 import torch
@@ -72,6 +77,60 @@ def flops_per_image(ctx: Context, exp: str, overrides=(), batch: int | None = No
     return fc.get_total_flops() / e.imgs_per_step
 
 
+# torch's op names, read as what a user can act on (self time: an op's own, not its callees')
+OP_GROUPS = (("convolution backward (oneDNN: input and weight gradients)", ("aten::convolution_backward",)),
+             ("convolution forward (oneDNN; transposed ones count under aten::_convolution)",
+              ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution")),
+             ("matmul (the GEMM levers: dense layers, small-map weight gradients)", ("aten::mm", "aten::addmm")),
+             ("BatchNorm forward and backward", ("aten::native_batch_norm", "aten::native_batch_norm_backward",
+                                                 "aten::_batch_norm_with_update", "aten::batch_norm_backward")),
+             ("activations (LeakyReLU, ReLU, tanh) and their gradients",
+              ("aten::leaky_relu", "aten::leaky_relu_", "aten::leaky_relu_backward", "aten::threshold_backward",
+               "aten::relu_", "aten::clamp_min_", "aten::tanh", "aten::tanh_backward")),
+             ("copies and casts (bf16 casts, layouts, im2col)", ("aten::copy_", "aten::_to_copy",
+                                                                  "aten::constant_pad_nd", "aten::fill_")))
+
+
+@contextlib.contextmanager
+def _silent_fd2():
+    """The profiler's C++ side writes start/stop notes (and, on a CUDA build without a GPU, an 'ERROR' about the
+    device count) straight to file descriptor 2; they would read as failures in the bench's output."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved), os.close(null)
+
+
+def time_by_op(ctx: Context, overrides, steps: int = 4) -> list[tuple[str, float]]:
+    """[(group, share of the step's CPU time)] of `steps` training steps under torch's profiler, largest first;
+    what no group names is 'the rest' (Adam, the EMA, losses, sampling, Python)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    e = EngineLoop("profile", ctx, EXP, overrides)
+    for _ in range(2):
+        e.step()
+    p = profile(activities=[ProfilerActivity.CPU])
+    with _silent_fd2():
+        p.start()
+    out = None
+    for _ in range(steps):
+        out = e.step()
+    e.finish(out)
+    with _silent_fd2():
+        p.stop()
+        averages = p.key_averages()
+    e.close()
+    self_us = {a.key: a.self_cpu_time_total for a in averages}
+    total = sum(self_us.values()) or 1.0
+    rows = [(name, sum(self_us.get(k, 0.0) for k in keys) / total) for name, keys in OP_GROUPS]
+    rows.append(("the rest (Adam, EMA, losses, sampling, Python)", 1.0 - sum(s for _, s in rows)))
+    return sorted(rows, key=lambda r: -r[1])
+
+
 def run(ctx: Context) -> None:
     rep, dev = ctx.report, ctx.device
     dtypes = {"fp32": torch.float32}
@@ -92,6 +151,10 @@ def run(ctx: Context) -> None:
     if ok:
         todo += [(f"{EXP} bf16", [prec("bf16")], "bf16"),
                  (f"{EXP} bf16, channels_last off", [prec("bf16"), "train.channels_last=false"], "bf16"),
+                 (f"{EXP} bf16, dense_gemm off", [prec("bf16"), "train.dense_gemm=false"], "bf16"),
+                 (f"{EXP} bf16, wgrad_gemm off", [prec("bf16"), "train.wgrad_gemm=false"], "bf16"),
+                 (f"{EXP} bf16, both GEMM levers off (the step before 2026-12-04)",
+                  [prec("bf16"), "train.dense_gemm=false", "train.wgrad_gemm=false"], "bf16"),
                  (f"{EXP} bf16, batch {b2}", [prec("bf16"), f"optim.batch_size={b2}"], "bf16")]
         if ctx.profile.compile:
             todo.append((f"{EXP} bf16, torch.compile", [prec("bf16"), "train.compile=true"], "bf16"))
@@ -106,6 +169,11 @@ def run(ctx: Context) -> None:
     for c in contenders:
         c.close()
     gc.collect()
+    by_op = []
+    if not ctx.cuda:  # on a GPU the host's profile says little about the kernels
+        by_op = time_by_op(ctx, todo[1 if ok else 0][1])
+        rep.md(f"Where {base}'s step spends its CPU time (torch's profiler, 4 steps, self time of each op):", "")
+        rep.table(["part of the step", "share of its time"], [[n, f"{s * 100:.0f} %"] for n, s in by_op])
 
     rows, data = [], {}
     for exp, f in sorted(per_img.items()):
@@ -129,7 +197,8 @@ def run(ctx: Context) -> None:
         rows.append(row + ["; ".join(cells) or "not timed in this run"])
     rep.table(["experiment", "GFLOP per image (one training step)", "FLOP rate, share of the ceiling"], rows)
     rep.data(ceiling=ceil, flops=data, quick_levers={k: {"img_s": r["median"], "share": share[k],
-                                                         "paired": r["paired"]} for k, r in res.items()})
+                                                         "paired": r["paired"]} for k, r in res.items()},
+             time_by_op=dict(by_op))
     for label in res:
         rep.headline(f"{label}: {res[label]['median']:,.0f} img/s, {share[label] * 100:.0f} % of this machine's "
                      f"{dtype_of[label]} GEMM ceiling ({ceil[dtype_of[label]]['best']:,.0f} GFLOP/s)")

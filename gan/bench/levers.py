@@ -1,5 +1,6 @@
 """Each of the engine's levers on and off, one config switch at a time, against the DCGAN defaults in one race:
-channels_last, reuse_fake, compile, precision fp32/bf16, TF32 (CUDA), DiffAugment, conditional."""
+channels_last, reuse_fake, dense_gemm, wgrad_gemm, compile, precision fp32/bf16, TF32 (CUDA), DiffAugment,
+conditional."""
 from __future__ import annotations
 
 import gc
@@ -22,6 +23,10 @@ def plan(ctx: Context) -> tuple[list[tuple[str, list[str], str]], list[list]]:
              "memory format of G, D and the real batch"),
             (f"reuse_fake {'off' if c.reuse_fake else 'on'}", [flip("reuse_fake", c.reuse_fake)],
              "off: a second G forward (fresh latents) for the G step"),
+            (f"dense_gemm {'off' if c.dense_gemm else 'on'}", [flip("dense_gemm", c.dense_gemm)],
+             "off: G's first and D's last layer as convolutions, not one GEMM each"),
+            (f"wgrad_gemm {'off' if c.wgrad_gemm else 'on'}", [flip("wgrad_gemm", c.wgrad_gemm)],
+             "off: oneDNN's weight gradients at the 4×4 maps (the lever acts on a CPU in bf16 only)"),
             ("DiffAugment on", [f'train.diffaug="{DIFFAUG}"'], "every image D sees, real and fake, augmented"),
             ("conditional on", ["model.conditional=true"], "conditional BatchNorm in G, projection D")]
     skipped = []

@@ -8,7 +8,7 @@ sum-pooled last feature map.
 import torch
 import torch.nn as nn
 
-from gan.models import apply_sn, register
+from gan.models import apply_sn, gemm, register
 from gan.models.conditional import Projection, Seq, batchnorm, check_labels
 
 
@@ -29,12 +29,13 @@ class Generator(nn.Module):
         super().__init__()
         n_up = {32: 3, 64: 4}[image_size]  # 4×4 -> image_size
         width = ch * 2 ** (n_up - 1)
-        layers = [nn.ConvTranspose2d(z_dim, width, 4, 1, 0, bias=False), batchnorm(width, num_classes), nn.ReLU(True)]
+        layers = [gemm.ConvTranspose2d(z_dim, width, 4, 1, 0, bias=False),  # z -> 4×4, as one GEMM
+                  batchnorm(width, num_classes), nn.ReLU(True)]
         for _ in range(n_up - 1):
-            layers += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+            layers += [gemm.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
                        batchnorm(width // 2, num_classes), nn.ReLU(True)]
             width //= 2
-        layers += [nn.ConvTranspose2d(width, 3, 4, 2, 1, bias=False), nn.Tanh()]
+        layers += [gemm.ConvTranspose2d(width, 3, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = Seq(*layers)
         self.z_dim, self.num_classes = z_dim, num_classes
         _init(self)
@@ -51,14 +52,14 @@ class Discriminator(nn.Module):
         n_down = {32: 3, 64: 4}[image_size]  # image_size -> 4×4
         layers, cin, cout = [], 3, ch
         for i in range(n_down):
-            layers.append(nn.Conv2d(cin, cout, 4, 2, 1, bias=not batchnorm or i == 0))
+            layers.append(gemm.Conv2d(cin, cout, 4, 2, 1, bias=not batchnorm or i == 0))
             if batchnorm and i > 0:
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(nn.LeakyReLU(0.2, True))
             if dropout:
                 layers.append(nn.Dropout(dropout))
             cin, cout = cout, cout * 2
-        layers.append(nn.Conv2d(cin, 1, 4, 1, 0))
+        layers.append(gemm.Conv2d(cin, 1, 4, 1, 0))  # the 4×4 map -> a logit, as one GEMM
         self.net = nn.Sequential(*layers)
         self.num_classes = num_classes
         if num_classes:

@@ -13,7 +13,7 @@ Unconditional only (the registry refuses model.conditional for them). Every D ta
 import torch
 import torch.nn as nn
 
-from gan.models import apply_sn, register
+from gan.models import apply_sn, gemm, register
 from gan.models.dcgan import _init
 
 
@@ -73,7 +73,7 @@ class UpsampleGenerator(nn.Module):
         super().__init__()
         act = lambda: nn.LeakyReLU(0.2, True)  # noqa: E731
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(z_dim, ch * 4, 4, 1, 0), nn.BatchNorm2d(ch * 4), act(),  # 1 -> 4
+            gemm.ConvTranspose2d(z_dim, ch * 4, 4, 1, 0), nn.BatchNorm2d(ch * 4), act(),  # 1 -> 4
             nn.ConvTranspose2d(ch * 4, ch * 2, 4, 2, 1), nn.BatchNorm2d(ch * 2), act(),  # 4 -> 8
             nn.Upsample(scale_factor=2), nn.Conv2d(ch * 2, ch, 3, 1, 1), nn.BatchNorm2d(ch), act(),  # 8 -> 16
             nn.ConvTranspose2d(ch, ch, 4, 2, 1), nn.BatchNorm2d(ch), act(),  # 16 -> 32
