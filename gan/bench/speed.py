@@ -44,12 +44,14 @@ class SeedLoop:
     def __init__(self, label: str, cfg, images_nhwc: np.ndarray, device: torch.device):
         from torchvision import transforms
 
-        from gan.models import build
+        from gan.models import build, gemm
 
         self.label, self.device, self.batch = label, device, cfg.optim.batch_size
         self.imgs_per_step, self.z_dim = self.batch, cfg.model.z_dim
         torch.manual_seed(0)
-        self.G, self.D = (m.to(device) for m in build(cfg.model, cfg.data.image_size))
+        # plain convolutions, as the reference projects have them: the GEMM levers are the engine's
+        self.G, self.D = (gemm.configure(m, dense=False, wgrad=False).to(device)
+                          for m in build(cfg.model, cfg.data.image_size))
         o = cfg.optim
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.g_lr, betas=(o.beta1, o.beta2))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.d_lr, betas=(o.beta1, o.beta2))
