@@ -15,6 +15,8 @@ from pathlib import Path
 from gan.metrics import protocol
 
 TRAIN_SECONDS, IMAGES_SEEN = "progress/train_seconds", "progress/images_seen"
+# a resumed run's purge is expected and handled by load_scalars; TensorBoard's warning about it is noise on our tables
+logging.getLogger("tensorboard").setLevel(logging.ERROR)
 
 
 @dataclass
@@ -39,8 +41,6 @@ def load_scalars(run: Path) -> dict[str, Series]:
 
     if not has_events(run):
         return {}
-    # a resumed run's purge is expected and handled here; TensorBoard's warning about it is noise on our tables
-    logging.getLogger("tensorboard").setLevel(logging.ERROR)
     ea = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 1, "tensors": 1, "histograms": 1,
                                                    "audio": 1, "compressedHistograms": 1})
     ea.Reload()  # a file being written reads up to its last whole record

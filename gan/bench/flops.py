@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from gan import device as gdevice
 from gan.bench.context import SHIPPED, Context
-from gan.bench.speed import RACE_HEADER, EngineLoop, race, race_rows
+from gan.bench.speed import RACE_HEADER, EngineLoop, race, race_rows, time_steps
 
 EXP = "quick"
 
@@ -111,15 +111,11 @@ def time_by_op(ctx: Context, overrides, steps: int = 4) -> list[tuple[str, float
     from torch.profiler import ProfilerActivity, profile
 
     e = EngineLoop("profile", ctx, EXP, overrides)
-    for _ in range(2):
-        e.step()
+    time_steps(e, 2)  # warm: lazy init, the EMA copy
     p = profile(activities=[ProfilerActivity.CPU])
     with _silent_fd2():
         p.start()
-    out = None
-    for _ in range(steps):
-        out = e.step()
-    e.finish(out)
+    time_steps(e, steps)
     with _silent_fd2():
         p.stop()
         averages = p.key_averages()
@@ -171,7 +167,7 @@ def run(ctx: Context) -> None:
     gc.collect()
     by_op = []
     if not ctx.cuda:  # on a GPU the host's profile says little about the kernels
-        by_op = time_by_op(ctx, todo[1 if ok else 0][1])
+        by_op = time_by_op(ctx, next(ov for label, ov, _ in todo if label == base))
         rep.md(f"Where {base}'s step spends its CPU time (torch's profiler, 4 steps, self time of each op):", "")
         rep.table(["part of the step", "share of its time"], [[n, f"{s * 100:.0f} %"] for n, s in by_op])
 

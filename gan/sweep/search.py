@@ -100,8 +100,7 @@ def base_point(exp: str, sets: list[str], dists: dict[str, Dist]) -> tuple[dict 
         section, name = k.split(".")
         v = own[section][name]
         if d.kind == "choice":
-            hit = next((a for a in d.args if config.load(exp, sets + [f"{k}={a}"]).to_dict()[section][name] == v),
-                       None)
+            hit = next((a for a in d.args if config.parse_override(f"{k}={a}")[2] == v), None)  # read as --set reads it
             if hit is None:
                 return None, f"{k} = {v!r} is not one of its choices"
             out[k] = hit
