@@ -25,22 +25,29 @@ def save(obj: dict, path: Path) -> None:
 
 
 def export(run_dir: Path, state: dict) -> tuple[Path, Path]:
-    """netG.pth (EMA weights when there are any) and netD.pth as plain state_dicts. An export never overwrites:
-    when either name is taken, the pair gets the first free number (netG-1.pth and netD-1.pth, then -2, ...)."""
+    """netG.pth (EMA weights when there are any) and netD.pth as plain state_dicts, the pair or nothing. An export
+    never overwrites: when either name is taken, the pair gets the first free number (netG-1.pth and netD-1.pth,
+    then -2, ...). Under the run's records lock (runlock.records): two exports at once take two numbers."""
+    from gan import runlock
+
     g = state["G_ema"] if state.get("G_ema") is not None else state["G"]
     run_dir, n = Path(run_dir), 0
-    while True:
-        tail = f"-{n}" if n else ""
-        paths = (run_dir / f"netG{tail}.pth", run_dir / f"netD{tail}.pth")
-        if not any(p.exists() for p in paths):
-            try:
-                for p, sd in zip(paths, (g, state["D"])):
-                    fileio.save_torch(p, sd, exclusive=True)  # another export got there first: the next number
-                return paths
-            except GanError as e:
-                if "already exists" not in str(e):
-                    raise
-        n += 1
+    with runlock.records(run_dir):
+        while any(p.exists() for p in _pair(run_dir, n)):
+            n += 1
+        paths = _pair(run_dir, n)
+        fileio.save_torch(paths[0], g, exclusive=True)
+        try:
+            fileio.save_torch(paths[1], state["D"], exclusive=True)
+        except BaseException:  # the disk took G's file but not D's: no half pair is left
+            paths[0].unlink(missing_ok=True)
+            raise
+    return paths
+
+
+def _pair(run_dir: Path, n: int) -> tuple[Path, Path]:
+    tail = f"-{n}" if n else ""
+    return run_dir / f"netG{tail}.pth", run_dir / f"netD{tail}.pth"
 
 
 def load_one(path: Path) -> dict:

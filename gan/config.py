@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gan import tomlfile
-from gan.errors import GanError
+from gan.errors import GanError, did_you_mean
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -43,6 +43,8 @@ class Data:
     limit: int = _f(0, "use only the first N images (0 = all)", min=0)
     fraction: float = _f(1.0, "limited data: train on this share (0.1 = 10%), the first of each class; after data.limit",
                          min=0.0, min_open=True, max=1.0)
+    dequantize: bool = _f(False, "add uniform noise in [0, 1/128) to real images in [-1, 1], as "
+                                 "pytorch-gan-collections' data pipeline does (its published recipes)")
 
 
 @dataclass
@@ -79,6 +81,10 @@ class Optim:
     n_dis: int = _f(1, "D steps per G step", min=1, max=100)
     ema_decay: float = _f(0.999, "EMA of G's weights for samples and metrics (0 = off)", min=0.0, max=0.99999)
     ema_start: int = _f(0, "step from which the EMA averages (copies G before); needs ema_decay > 0", min=0)
+    g_batch_size: int = _f(0, "latents per G step (0 = optim.batch_size; pytorch-gan-collections draws 2 × batch)",
+                           min=0, max=65536)
+    lr_decay: str = _f("none", "learning-rate schedule over train.steps: none, or linear (to 0 at the last step, as "
+                               "pytorch-gan-collections' LambdaLR)", choices=("none", "linear"))
 
 
 @dataclass
@@ -109,6 +115,9 @@ class Train:
                               "checkpoint and a final evaluation; 0 = no limit", min=0.0)
     tf32: bool = _f(True, "TF32 matmuls/convolutions on CUDA (no effect on CPU)")
     print_every: int = _f(0, "also print a loss line every N steps (0 = progress bar only)", min=0)
+    tuned_steps: int = _f(0, "under train.minutes: the steps the step schedules (log/image/metrics/checkpoint "
+                             "cadences, optim.ema_start) were written for; a machine measured to reach fewer in the "
+                             "budget scales them down and says so (0 = never scaled)", min=0)
 
 
 @dataclass
@@ -207,7 +216,8 @@ def from_dict(doc: dict, where: str) -> Config:
     cfg = Config()
     for section, table in doc.items():
         if section not in _SECTION_CLS:
-            raise GanError(f"{where}: unknown section [{section}]: expected one of {', '.join(_SECTION_CLS)}")
+            raise GanError(f"{where}: unknown section [{section}]{did_you_mean(section, _SECTION_CLS)}: expected one "
+                           f"of {', '.join(_SECTION_CLS)}")
         if not isinstance(table, dict):
             raise GanError(f"{where}: {section} = {table!r}: expected a [{section}] table")
         obj = getattr(cfg, section)
@@ -215,7 +225,8 @@ def from_dict(doc: dict, where: str) -> Config:
         for k, value in table.items():
             k = ALIASES.get((section, k), k)
             if k not in fields:
-                raise GanError(f"{where}: unknown key {section}.{k}: expected one of {', '.join(fields)}")
+                raise GanError(f"{where}: unknown key {section}.{k}{did_you_mean(k, fields)}: expected one of "
+                               f"{', '.join(fields)}")
             setattr(obj, fields[k].name, _check(where, section, k, value, fields[k]))
     return cfg
 
@@ -272,7 +283,7 @@ def parse_override(item: str) -> tuple[str, str, Any]:
 # What a resumed run may not change: its identity (experiment, data, model, loss, numerics) and what its metric
 # numbers mean (the protocol). Everything else (length, cadences, learning rates...) may change on resume.
 RESUME_LOCKED = {"experiment": None, "data": None, "model": None, "loss": None,
-                 "optim": {"batch_size", "n_dis"}, "train": {"precision", "diffaug"},
+                 "optim": {"batch_size", "n_dis", "g_batch_size"}, "train": {"precision", "diffaug"},
                  "metrics": {"extractors", "num_samples", "ref_samples", "inception_weights", "fid", "kid", "is",
                              "prc", "classes"}}
 
@@ -337,8 +348,8 @@ def resolve_path(exp: str) -> Path:
     if not p.is_file() and Path(exp).is_dir():
         raise GanError(f"experiment '{exp}' is a folder: expected an experiment name or a .toml file")
     if not p.is_file():
-        names = ", ".join(sorted(x.stem for x in EXPERIMENTS_DIR.glob("*.toml")))
-        raise GanError(f"no experiment named '{exp}' (known: {names})")
+        names = sorted(x.stem for x in EXPERIMENTS_DIR.glob("*.toml"))
+        raise GanError(f"no experiment named '{exp}'{did_you_mean(exp, names)} (known: {', '.join(names)})")
     return p
 
 

@@ -33,9 +33,10 @@ def long_run_note(steps_left: int, first_step_seconds: float, minutes: float) ->
 
 
 @contextlib.contextmanager
-def progress_bar(name: str, total: int, done: int, quiet: bool, status, budget_left=lambda: None):
+def progress_bar(name: str, total: int, done: int, quiet: bool, status, budget_left=lambda: None, total_now=None):
     """A rich progress bar; yields a function of the step that updates it (`status()` gives its text). The ETA is
-    the step plan's or, when sooner, the time budget's (`budget_left()`: seconds of train.minutes left, or None)."""
+    the step plan's or, when sooner, the time budget's (`budget_left()`: wall seconds of train.minutes left, its
+    evaluations included, or None); `total_now()`: the steps the run will end at, when a budget ends it first."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -45,11 +46,12 @@ def progress_bar(name: str, total: int, done: int, quiet: bool, status, budget_l
     t0 = time.perf_counter()
 
     def update(step: int) -> None:
+        end = total_now() if total_now is not None else total
         rate = (step - done) / max(time.perf_counter() - t0, 1e-9)
-        left = [(total - step) / rate] if rate > 0 else []
+        left = [(end - step) / rate] if rate > 0 else []
         left += [b for b in [budget_left()] if b is not None]
         eta = str(dt.timedelta(seconds=round(max(0.0, min(left))))) if left else "-"
-        bar.update(task, completed=step, rate=f"{rate:.2f} it/s", status=status(), eta=eta)
+        bar.update(task, total=end, completed=step, rate=f"{rate:.2f} it/s", status=status(), eta=eta)
 
     with bar:
         yield update

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from gan import compat
 from gan.errors import GanError
 
 
@@ -39,7 +40,7 @@ def bf16_supported(device: torch.device) -> tuple[bool, str]:
     if device.type == "cuda":
         ok = torch.cuda.is_bf16_supported()
         return ok, "CUDA bf16" if ok else "this GPU has no bf16"
-    ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    ok = compat.mkldnn_bf16_supported()
     return ok, ("this CPU has AVX512-BF16" if ok else
                 "this CPU has no AVX512-BF16 (bf16 autocast measured 23× slower than fp32 on such CPUs)")
 

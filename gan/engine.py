@@ -9,25 +9,21 @@ from pathlib import Path
 
 import torch
 
-from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, losses, nets as gnets
-from gan import rundir, runlock, seeding, writer
+from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, nets as gnets
+from gan import rundir, runlock, seeding, trainstate, writer
 from gan.augment import DiffAugment
 from gan.config import Config
-from gan.data import to_uint8, training_set
+from gan.data import content_hash, to_uint8, training_set
 from gan.dist import Dist
 from gan.errors import GanError
 from gan.metrics import evaluator as gmetrics, protocol
 from gan.models import count_params
 from gan.sampler import Sampler
+from gan.schedule import Schedule, total_steps
 from gan.stop import Interrupted, Stop, at as moment  # moment(): a test hook, nothing otherwise
 from gan.console import banner, console, long_run_note, progress_bar
 from gan.rundir import now
-
-
-def total_steps(cfg: Config, n_images: int) -> int:
-    if cfg.train.epochs > 0:  # one pass = N / (batch * n_dis) G steps, as the D sees every image once
-        return max(1, math.ceil(cfg.train.epochs * n_images / (cfg.optim.batch_size * cfg.optim.n_dis)))
-    return cfg.train.steps
+from gan.update import Update
 
 
 class Diverged(Exception):
@@ -72,7 +68,9 @@ class Trainer:
         self.sampler = Sampler(self.images, c.optim.batch_size, c.data.hflip, c.experiment.seed, self.dist.rank,
                                self.dist.world, self.data.labels)
         self.augment = DiffAugment(c.train.diffaug)
-        self.reuse_fake = c.train.reuse_fake and c.optim.n_dis == 1 and not (c.loss.gp_weight or c.loss.r1_weight)
+        self.update = Update(c, self.nets, self.opt_G, self.opt_D, self.sampler, self.augment, self.dist,
+                             self.num_classes)
+        self.sched = Schedule.of(c)
         g = torch.Generator().manual_seed(c.experiment.seed + 1)  # on the CPU: same grid latents everywhere
         self.fixed_z = torch.randn(grids.GRID, c.model.z_dim, generator=g).to(self.device)
         self.fixed_y = torch.arange(grids.GRID, device=self.device) % self.num_classes if self.num_classes else None
@@ -82,8 +80,8 @@ class Trainer:
         self.eval_pending = self.evaluating = False  # an evaluation a signal dropped: made first on resume
         if resume is not None:  # every rank reads the checkpoint (under torchrun: on storage all nodes see)
             self.run_dir = Path(resume)  # locked above
-            self._load_state(checkpoint.load_to_resume(self.run_dir / "checkpoints" / "last.pt", self.log,
-                                                       self.dist.is_main))
+            trainstate.restore(self, checkpoint.load_to_resume(self.run_dir / "checkpoints" / "last.pt", self.log,
+                                                               self.dist.is_main))
             if self.dist.is_main:  # what killed writers left behind
                 for d in (self.run_dir, self.run_dir / "checkpoints", self.run_dir / "results"):
                     fileio.remove_stale_temps(d)
@@ -107,77 +105,14 @@ class Trainer:
         if self.lock is not None:
             self.lock.release()
 
-    # ---- state -----------------------------------------------------------------------------------
+    # ---- state (gan/trainstate.py: what a checkpoint holds) ---------------------------------------
     def state(self) -> dict:
-        return {"step": self.step, **self.nets.state_dict(), "opt_G": self.opt_G.state_dict(),
-                "opt_D": self.opt_D.state_dict(), "sampler": self.sampler.state_dict(),
-                "rng": checkpoint.rng_state(self.device),
-                "history": [[s, m] for s, m in self.history], "best": self.best, "losses": self.loss_log,
-                "train_seconds": self.train_seconds, "precision": self.precision, "num_classes": self.num_classes,
-                "class_names": self.data.class_names, "eval_pending": self.eval_pending, "config": self.cfg.to_dict(),
-                "arch": self.cfg.model.arch}
-
-    def _load_state(self, s: dict) -> None:
-        try:
-            if int(s.get("num_classes", 0)) != self.num_classes:
-                raise ValueError(f"the checkpoint has {s.get('num_classes', 0)} classes, this config {self.num_classes}")
-            self.nets.load_state_dict(s)
-            self.opt_G.load_state_dict(s["opt_G"])
-            self.opt_D.load_state_dict(s["opt_D"])
-            self.sampler.load_state_dict(s["sampler"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            raise GanError(f"{self.run_dir / 'checkpoints' / 'last.pt'}: does not fit model {self.cfg.model.arch!r} "
-                           f"of this config ({str(e).splitlines()[0][:160]})") from None
-        checkpoint.set_rng_state(s["rng"], self.device)
-        self.step = self.saved_step = int(s["step"])
-        self.history = [(int(a), dict(b)) for a, b in s.get("history", [])]
-        self.best, self.loss_log = s.get("best"), [tuple(x) for x in s.get("losses", [])]
-        self.train_seconds, self.precision = float(s.get("train_seconds", 0.0)), s.get("precision", "fp32")
-        self.eval_pending = bool(s.get("eval_pending", False))
+        return trainstate.capture(self)
 
     # ---- one step --------------------------------------------------------------------------------
-    def latents(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The global batch of latents (and classes), drawn alike on every rank; this rank's shard of it."""
-        b, sh = self.cfg.optim.batch_size, self.dist.shard(self.cfg.optim.batch_size)
-        z = torch.randn(b, self.cfg.model.z_dim, device=self.device)[sh]
-        y = torch.randint(self.num_classes, (b,), device=self.device)[sh] if self.num_classes else None
-        return z, y
-
     def train_step(self) -> torch.Tensor:
-        """n_dis D steps and one G step; returns [loss_D, loss_G, D(x), D(G(z))] on the device (no sync).
-
-        Under DDP each rank sees its shard of the global batch; its losses are shard means, and DDP averages the
-        gradients over the ranks, which gives the global batch's gradient. DiffAugment (when on) sits in front of
-        every D forward: real, fake, and the penalties' inputs."""
-        c, n, aug = self.cfg, self.nets, self.augment
-        amp = gdevice.autocast(self.device, self.precision)
-        for _ in range(c.optim.n_dis):
-            real, y_real = self.sampler.next()
-            real = real.contiguous(memory_format=n.memory_format)
-            z, y = self.latents()
-            with amp:
-                with torch.set_grad_enabled(self.reuse_fake):  # kept for G's update when one forward serves both
-                    fake = n.G_train(z, y)
-                d_real, d_fake = n.D_train(aug(real), y_real).float(), n.D_train(aug(fake.detach()), y).float()
-                loss_d = losses.d_loss(c.loss.name, d_real, d_fake, c.loss.label_smoothing, c.loss.label_noise)
-                loss_d = loss_d + losses.penalty(c.loss, lambda x: n.D_train(aug(x), y_real), real, fake.detach())
-            self.opt_D.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_D.step()
-        moment("step")
-        n.D.requires_grad_(False)  # G's update needs D's input gradients, not its weight gradients
-        with amp:
-            if not self.reuse_fake:
-                z, y = self.latents()
-                fake = n.G_train(z, y)
-            loss_g = losses.g_loss(c.loss.name, n.D_judge(aug(fake), y).float())
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
-        n.D.requires_grad_(True)
-        n.ema_update(c.optim.ema_decay if self.step >= c.optim.ema_start else 0.0)
-        return torch.stack([loss_d.detach(), loss_g.detach(), losses.d_output_mean(c.loss.name, d_real.detach()),
-                            losses.d_output_mean(c.loss.name, d_fake.detach())])
+        """n_dis D steps, one G step and the EMA (gan/update.py); [loss_D, loss_G, D(x), D(G(z))] on the device."""
+        return self.update(self.step, self.steps, self.precision, self.sched.every("ema_start"))
 
     # ---- the run ---------------------------------------------------------------------------------
     def run(self) -> Result:
@@ -215,7 +150,8 @@ class Trainer:
         facts = {"steps_planned": self.steps, "precision": self.precision, "threads": torch.get_num_threads()}
         if first:
             facts |= {"experiment": c.experiment.name, "seed": c.experiment.seed, "device": str(self.device),
-                      "data": self.data.source} | ({"distributed": d.facts(c.model.sync_batchnorm)} if d.ddp else {})
+                      "data": self.data.source, "data_sha256": content_hash(self.images) if d.is_main else None} | (
+                {"distributed": d.facts(c.model.sync_batchnorm)} if d.ddp else {})
         self.rec.started(first, config_mod.to_toml(c), facts, self.step, d.world if d.ddp else None,
                          self.resume_set)
         if d.is_main:  # building extractors draws from the RNG (layer init): forked, so resume is exact
@@ -238,44 +174,54 @@ class Trainer:
                         self.precision, self.data))
 
     def _loop(self) -> str:
-        c, t = self.cfg, self.cfg.train
-        self.t_log = self.t_mark = time.perf_counter()
-        agree_every = t.log_every if self.dist.ddp else 1  # ranks agree on a stop only where they sync anyway
+        c, sc = self.cfg, self.sched
+        agree_every = c.train.log_every if self.dist.ddp else 1  # ranks agree on a stop only where they sync anyway
         stopping = time_up = False
         first_step, secs0 = self.step, self.train_seconds
-        budget = (lambda: 60 * t.minutes - self.train_seconds) if t.minutes else (lambda: None)
-        with progress_bar(c.experiment.name, self.steps, self.step, self.quiet, self._status, budget) as bar:
+        with progress_bar(c.experiment.name, self.steps, self.step, self.quiet, self._status,
+                          lambda: sc.left(self.step, self.train_seconds, self.steps),
+                          lambda: sc.total(self.step, self.train_seconds, self.steps)) as bar:
             while True:
                 self.acc += self.train_step()
                 self.n_acc += 1
                 self.step += 1
                 self._clock()
                 if self.step == first_step + 1 and self.device.type == "cpu":  # sized for a GPU? say so at once
-                    note = long_run_note(self.steps - self.step, self.train_seconds - secs0, t.minutes)
+                    note = long_run_note(self.steps - self.step, self.train_seconds - secs0, c.train.minutes)
                     if note:
                         self.log(note)
                 if self.step % agree_every == 0 or self.step >= self.steps:
-                    stopping, time_up = self.dist.any_of(bool(self.stop.signum), self._out_of_time())
+                    stopping, time_up, paced = self.dist.any_of(bool(self.stop.signum), self._out_of_time(),
+                                                                sc.measured(self.step, self.train_seconds))
+                    if paced:
+                        self._pace()
                 final = self.step >= self.steps or time_up
-                due = lambda every: final or (every > 0 and self.step % every == 0)  # noqa: E731
-                if due(t.log_every):
+                if sc.due("log_every", self.step, final):
                     self._log_scalars()
                 side = time.perf_counter()  # grids, evaluations, checkpoints: not in perf/images_per_sec
-                if due(t.image_every):
+                if sc.due("image_every", self.step, final):
                     self._log_grids()
-                best = due(c.metrics.every) and self._evaluate()
-                if due(t.checkpoint_every) or best or stopping:
+                best = sc.due("metrics_every", self.step, final) and self._evaluate()
+                if sc.due("checkpoint_every", self.step, final) or best or stopping:
                     self._checkpoint(best)
                 self.t_log += time.perf_counter() - side
                 bar(self.step)
                 if final:
                     if time_up:
-                        self.rec.info.update(ended_by=f"train.minutes = {t.minutes:g}")
+                        self.rec.info.update(ended_by=f"train.minutes = {c.train.minutes:g}")
                     return "completed"
                 if stopping:
                     self.log(f"interrupted at step {self.step}: checkpoint written, resume with "
                              f"`gan resume {self.run_dir}`")
                     return "interrupted"
+
+    def _pace(self) -> None:
+        """The budget's pace is measured: rank 0's step schedules (scaled or not) on every rank, said and kept."""
+        sc = self.sched
+        sc.adopt(*self.dist.broadcast(sc.calibrate(self.step, self.train_seconds) if self.dist.is_main else None))
+        self.log(sc.line(self.cfg.experiment.name, self.cfg.train.minutes))
+        self.rec.info.update(schedule={"projected_steps": sc.projected, "tuned_steps": sc.tuned_steps,
+                                       "scale": sc.scale, **{k: sc.every(k) for k in sc.base}})
 
     def _clock(self) -> None:
         """Training seconds: wall time in the loop, evaluations excluded (they add their own)."""
@@ -284,7 +230,7 @@ class Trainer:
         self.t_mark = t
 
     def _out_of_time(self) -> bool:
-        return bool(self.cfg.train.minutes) and self.train_seconds >= 60 * self.cfg.train.minutes
+        return self.sched.out_of_time(self.train_seconds)
 
     def _log_scalars(self) -> None:
         c, step = self.cfg, self.step
@@ -307,17 +253,10 @@ class Trainer:
                      f"D(G(z)) {vals[3]:.3f}")
 
     def _log_grids(self) -> None:
-        if not self.dist.is_main:
-            return
-        G = self.nets.G_sample
-        with self.dist.main_only():
-            self.rec.image("images/fake", grids.grid(grids.samples(G, self.fixed_z, self.fixed_y)), self.step,
-                           f"fake_{self.step:07d}.png")
-            if self.num_classes:  # one row per class, the same latents in every row
-                z = self.fixed_z[:grids.PER_CLASS].repeat(self.num_classes, 1)
-                y = torch.arange(self.num_classes, device=self.device).repeat_interleave(grids.PER_CLASS)
-                rows = grids.labelled_rows(grids.samples(G, z, y), self.data.class_names)
-                self.rec.image("images/fake_per_class", rows, self.step, f"fake_per_class_{self.step:07d}.png")
+        if self.dist.is_main:
+            with self.dist.main_only():
+                grids.log_fake(self.rec, self.nets.G_sample, self.fixed_z, self.fixed_y, self.data.class_names,
+                               self.step)
 
     def _evaluate(self) -> bool:
         """Metrics at this step (main process); whether the primary metric improved, known on every rank."""
@@ -332,6 +271,7 @@ class Trainer:
             self.evaluating = self.eval_pending = False
             secs, o = time.perf_counter() - t0, self.cfg.optim
             self.t_mark += secs  # evaluation time is not training time
+            self.sched.eval_s = secs
             values = self.rec.evaluation(self.step, ev, {"time/eval_seconds": secs,
                                                          "progress/train_seconds": self.train_seconds,
                                                          "progress/images_seen": float(self.step * o.batch_size *

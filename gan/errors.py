@@ -1,4 +1,5 @@
 """The project's one error type for bad input, and the CLI's way of saying it: one line, exit 2."""
+import difflib
 import functools
 
 
@@ -20,3 +21,9 @@ def friendly(fn):
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
     return wrapper
+
+
+def did_you_mean(word: str, options) -> str:
+    """' (did you mean 'x'?)' for the nearest of `options` to a mistyped `word`, or ''."""
+    near = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean '{near[0]}'?)" if near else ""

@@ -12,10 +12,10 @@ import dataclasses
 import math
 from pathlib import Path
 
-from gan import fileio
+from gan import fileio, runlock
 from gan.data import CIFAR10_CLASSES
 from gan.errors import GanError
-from gan.runs import protocol_of
+from gan.runs import info_of, protocol_of
 from gan.console import console
 from gan.rundir import now
 
@@ -104,7 +104,7 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
         raise GanError(f"--metrics {metrics!r}: expected a comma list out of {', '.join(EVAL_METRICS)}")
     if samples is not None and samples < 2:
         raise GanError(f"--samples {samples}: expected at least 2")
-    p = None
+    p, trained_on = None, None
     if preset is not None:
         from gan.metrics import published
 
@@ -112,6 +112,8 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
         if samples is not None or extractors or want != list(EVAL_METRICS):
             raise GanError(f"--protocol {preset} fixes the samples ({p.samples:,}), the metrics (fid, kid, is) and "
                            "the extractor (inception): drop --samples/--metrics/--extractor")
+        trained_on = _trained_on(run)  # before any weights are loaded or fetched: the same answer on any machine
+        published.check_applies(p, *trained_on)
     dev = pick_device(device)
     g = load_generator(run, which, dev)
     cfg = g.cfg
@@ -147,7 +149,7 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
         standard = all(e["suffix"] == "" for e in proto)
         record["published_protocol"] = {"name": p.name, "samples": p.samples, "reference": p.reference,
                                         "reference_count": p.reference_count, "what": p.what,
-                                        "standard_inception": standard}
+                                        "standard_inception": standard, "training_sha256": trained_on[1]}
         if not standard:
             log(f"[yellow]warning: these Inception weights are not the standard pt_inception-2015-12-05: the "
                 f"numbers are logged as {', '.join(values)} and never sit beside published figures[/]")
@@ -157,21 +159,39 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
         log(f"[yellow]warning: the reference images differ from the run's own (sha256 {differs['now'][:16]}… now, "
             f"{', '.join(s[:16] + '…' for s in differs['run'])} in its run.json): different data is a different "
             f"FID protocol; these numbers do not compare with the run's curves[/]")
-    path = run / "metrics.json"
-    records = read_records(path, log)
-    records.append(record)
-    fileio.write_json(path, records)
     from torch.utils.tensorboard import SummaryWriter
 
-    w = SummaryWriter(log_dir=str(run), filename_suffix=f".eval-{which}-{g.step}")
-    prefix = "eval/" if p is None else f"eval/{p.name}/"  # a protocol's numbers never share a chart with others
-    try:
-        for tag, v in values.items():
-            if math.isfinite(v):
-                w.add_scalar(prefix + tag.split("/", 1)[1], v, g.step)
-    finally:
-        w.close()
+    with runlock.records(run):  # read, append, replace: another eval's record is never lost
+        path = run / "metrics.json"
+        records = read_records(path, log)
+        records.append(record)
+        fileio.write_json(path, records)
+        w = SummaryWriter(log_dir=str(run), filename_suffix=f".eval-{which}-{g.step}")
+        prefix = "eval/" if p is None else f"eval/{p.name}/"  # a protocol's numbers never share a chart with others
+        try:
+            for tag, v in values.items():
+                if math.isfinite(v):
+                    w.add_scalar(prefix + tag.split("/", 1)[1], v, g.step)
+        finally:
+            w.close()
     return record
+
+
+def _trained_on(run: Path) -> tuple[int, str, str]:
+    """(image size, content sha256 of the images the run trained on, where they came from): run.json's record, or
+    for a run that recorded none, its dataset loaded again as the run's config gives it."""
+    from gan import config
+
+    cfg = config.load(str(run / "config.toml"))
+    info = info_of(run)
+    if info.get("data_sha256"):
+        return cfg.data.image_size, info["data_sha256"], str(info.get("data", cfg.data.dataset))
+    import torch
+
+    from gan.data import content_hash, load_dataset, to_tensor
+
+    ds = load_dataset(cfg.data)
+    return cfg.data.image_size, content_hash(to_tensor(ds.images, cfg.data.image_size, torch.device("cpu"))), ds.source
 
 
 def _data_folder(data_cfg) -> str:
@@ -239,8 +259,9 @@ def sample(run: Path, n: int = 64, out: Path | None = None, folder: Path | None 
 
         writes = [(p, lambda f, img=img: Image.fromarray(img).save(f, format="PNG"))
                   for img, p in zip(x.permute(0, 2, 3, 1).numpy(), targets)]
-    for p, fill in writes:  # exclusive: a file made by someone else since the check is still kept
-        fileio.write_atomic(p, fill, exclusive=True)
+    with runlock.records(run):
+        for p, fill in writes:  # exclusive: a file made by someone else since the check is still kept
+            fileio.write_atomic(p, fill, exclusive=True)
     return targets
 
 

@@ -35,10 +35,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch_fidelity
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-from torch_fidelity.helpers import vassert
-from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_featuresdict_to_statistics, fid_statistics_to_metric
+from torch_fidelity import FeatureExtractorBase  # torch-fidelity's public base; its internals: gan/compat.py
+
+from gan import compat
 
 from gan.errors import GanError
 from gan.fileio import sha256_file
@@ -215,10 +214,13 @@ class FeatureExtractorC10(FeatureExtractorBase):
 
 def register() -> None:
     """Make feature_extractor="c10" available to torch_fidelity.calculate_metrics (idempotent)."""
-    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+    compat.register_feature_extractor("c10", FeatureExtractorC10)
 
-    if "c10" not in FEATURE_EXTRACTORS_REGISTRY:
-        torch_fidelity.register_feature_extractor("c10", FeatureExtractorC10)
+
+def vassert(ok: bool, message: str) -> None:
+    """torch-fidelity's convention for a feature extractor's bad input: ValueError."""
+    if not ok:
+        raise ValueError(message)
 
 
 # ---------------------------------------------------------------- checks of the metric itself
@@ -249,7 +251,7 @@ def distortion_table(images_uint8_nchw: torch.Tensor, n: int, log=print) -> list
     ref, other = x[:n], x[n : 2 * n]
     gen = torch.Generator().manual_seed(0)
     ext = FeatureExtractorC10("c10", ["feat"])
-    ref_stat = fid_featuresdict_to_statistics(extract(ext, ref), "feat")
+    ref_stat = compat.fid_statistics(extract(ext, ref), "feat")
     cases = [("real vs real (disjoint)", lambda: other)]
     cases += [(f"blur sigma {s:g}", lambda s=s: _blur(ref, s)) for s in (0.5, 1, 2)]
     cases += [(f"noise std {s:g}", lambda s=s: _noise(ref, s, gen)) for s in (8, 16, 32)]
@@ -258,8 +260,8 @@ def distortion_table(images_uint8_nchw: torch.Tensor, n: int, log=print) -> list
     rows = []
     log(f"FID_c10 against {n} real images")
     for name, make in cases:
-        stat = fid_featuresdict_to_statistics(extract(ext, make()), "feat")
-        rows.append((name, fid_statistics_to_metric(ref_stat, stat, verbose=False)[KEY_METRIC_FID]))
+        stat = compat.fid_statistics(extract(ext, make()), "feat")
+        rows.append((name, compat.fid(ref_stat, stat)))
         log(f"  {name:<26} {rows[-1][1]:10.3f}")
     return rows
 
@@ -274,11 +276,11 @@ def seen_unseen_table(seen_uint8: torch.Tensor, unseen_uint8: torch.Tensor, n: i
     u = unseen_uint8[torch.randperm(len(unseen_uint8), generator=gen)[: 2 * n]]
     ext = FeatureExtractorC10("c10", ["feat"])
     parts = {"seen A": s[:n], "seen B": s[n:], "unseen C": u[:n], "unseen D": u[n:]}
-    stats = {k: fid_featuresdict_to_statistics(extract(ext, v), "feat") for k, v in parts.items()}
+    stats = {k: compat.fid_statistics(extract(ext, v), "feat") for k, v in parts.items()}
     rows = []
     log(f"FID_c10 real vs real, {n} vs {n} images (seen: c10 trained on them; unseen: it never saw them)")
     for a, b in (("seen A", "seen B"), ("unseen C", "unseen D"), ("seen A", "unseen C"), ("seen B", "unseen D")):
-        rows.append((f"{a} vs {b}", fid_statistics_to_metric(stats[a], stats[b], verbose=False)[KEY_METRIC_FID]))
+        rows.append((f"{a} vs {b}", compat.fid(stats[a], stats[b])))
         log(f"  {rows[-1][0]:<26} {rows[-1][1]:10.3f}")
     return rows
 

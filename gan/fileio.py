@@ -31,14 +31,26 @@ _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class DiskFull(GanError):
-    """The filesystem holding a file the program writes has no room left: exit 1, not bad input."""
+    """The filesystem holding a file the program writes has no room left: exit 1, not bad input. Its line ends with
+    what to run once there is room: the same command, or (`line`) what the caller knows is right, such as the
+    `gan resume` of a run that stopped at its last checkpoint."""
     exit_code = 1
+
+    def __init__(self, path, why: str, then: str = "run the same command again"):
+        self.path, self.why = path, why
+        super().__init__(self.line(then))
+
+    def line(self, then: str) -> str:
+        return f"disk full: cannot write '{self.path}' ({self.why}); free space, then {then}"
+
+    def __reduce__(self):  # picklable across processes like any exception
+        return DiskFull, (self.path, self.why)
 
 
 def disk_error(path: Path, e: OSError) -> GanError:
     """An OSError from writing `path`, as the one line the user reads."""
     if e.errno in _FULL:
-        return DiskFull(f"disk full: cannot write '{path}' ({e.strerror}); free space, then `gan resume` the run")
+        return DiskFull(path, e.strerror or "no space left")
     return GanError(f"cannot write '{path}' ({e.strerror or e})")
 
 

@@ -41,3 +41,15 @@ def labelled_rows(images_u8: torch.Tensor, names: list[str], per_row: int = PER_
     for i, n in enumerate(names):
         draw.text((4, 2 + cell * i + cell / 2 - 6), n, fill=(255, 255, 255), font=font)
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)
+
+
+def log_fake(rec, G: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None, class_names: list[str] | None,
+             step: int) -> None:
+    """A run's grids at `step` (recorder `rec`): the fixed latents' samples and, for a conditional G, one row per
+    class with the same latents in every row."""
+    rec.image("images/fake", grid(samples(G, z, y)), step, f"fake_{step:07d}.png")
+    if class_names:
+        zc = z[:PER_CLASS].repeat(len(class_names), 1)
+        yc = torch.arange(len(class_names), device=z.device).repeat_interleave(PER_CLASS)
+        rec.image("images/fake_per_class", labelled_rows(samples(G, zc, yc), class_names), step,
+                  f"fake_per_class_{step:07d}.png")

@@ -239,38 +239,64 @@ def measured(run: Path, name: str) -> tuple[dict | None, str]:
 
 
 def published(b: Board):
-    """(rich tables, one per protocol some run was measured under: runs and published figures ranked by FID;
-    lines saying which published figures are left out and why)."""
+    """(rich tables, one per protocol and kind some run was measured under: runs and published figures ranked by FID;
+    lines saying which published figures are left out and why). Conditional and unconditional models are ranked
+    apart; every row says its recipe: a run's is a published figure's, or how it differs from the figure of its
+    model, and a figure names the experiment that is its recipe."""
     from rich.table import Table
 
     from gan.metrics import published as pub
 
     tables, lines = [], []
     for name, p in pub.PROTOCOLS.items():
-        figs = [f for f in pub.LITERATURE if f.protocol == name]
-        found, why_not = [], []
+        found, why_not = {"unconditional": [], "conditional": []}, []
         for r in b.rows:
             rec, why = measured(r.run, name)
             if rec is not None:
-                found.append((r, rec))
+                cfg = run_config(r.run)
+                found["conditional" if cfg.get("model", {}).get("conditional") else "unconditional"].append((r, rec, cfg))
             elif why:
                 why_not.append(f"{r.label} {why}")
-        if not found:
+        if not any(found.values()):
             lines.append(f"published figures under '{name}' ({p.what}) left out: no run measured under it"
                          + (f" ({'; '.join(why_not)})" if why_not else "") + f"; run `gan eval RUN --protocol {name}`")
             continue
-        t = Table(box=None, title=f"protocol '{name}': {p.what}", caption_justify="left",
-                  caption=f"published: the figure as its source reports it (sources: {'; '.join(sorted({f.source for f in figs}))})")
-        for h in ("#", "run or published model", "FID", "IS", "KID", "what"):
-            t.add_column(h, justify="right" if h in ("#", "FID", "IS", "KID") else "left")
-        items = [(rec["values"]["metrics/fid"], r.label, rec["values"].get("metrics/is"), rec["values"].get("metrics/kid"),
-                  f"{rec.get('checkpoint', '?')}.pt step {rec.get('step', '?')}") for r, rec in found]
-        items += [(f.fid, f"{f.model} (published)", None, None,
-                   f.source.split(" (")[0]) for f in figs]
-        for i, (fid, label, isc, kid, what) in enumerate(sorted(items, key=lambda x: x[0]), 1):
-            t.add_row(str(i), label, f"{fid:.2f}", "—" if isc is None else f"{isc:.2f}",
-                      "—" if kid is None else f"{kid:.4f}", what)
-        tables.append(t)
+        for kind, runs in found.items():
+            figs = pub.figures_for(name, kind)
+            if not runs:
+                if figs:
+                    lines.append(f"{kind} published figures under '{name}' left out: no {kind} run measured under "
+                                 f"it ({', '.join(f.model for f in figs)}); they are ranked only beside {kind} runs")
+                continue
+            t = Table(box=None, title=f"protocol '{name}', {kind} models: {p.what}", caption_justify="left",
+                      caption="published: the figure as its source reports it"
+                              + (f" (sources: {'; '.join(sorted({f.source for f in figs}))})" if figs else ""))
+            for h in ("#", "run or published model", "FID", "IS", "KID", "what", "recipe"):
+                t.add_column(h, justify="right" if h in ("#", "FID", "IS", "KID") else "left")
+            items = [(rec["values"]["metrics/fid"], r.label, rec["values"].get("metrics/is"),
+                      rec["values"].get("metrics/kid"), f"{rec.get('checkpoint', '?')}.pt step {rec.get('step', '?')}",
+                      _recipe_of_run(cfg, figs)) for r, rec, cfg in runs]
+            items += [(f.fid, f"{f.model} (published)", None, None, f.source.split(" (")[0],
+                       f"`{f.recipe.experiment}`" if f.recipe else "not an experiment here") for f in figs]
+            for i, (fid, label, isc, kid, what, recipe) in enumerate(sorted(items, key=lambda x: x[0]), 1):
+                t.add_row(str(i), label, f"{fid:.2f}", "—" if isc is None else f"{isc:.2f}",
+                          "—" if kid is None else f"{kid:.4f}", what, recipe)
+            tables.append(t)
         if why_not:
             lines.append(f"protocol '{name}': not ranked: {'; '.join(why_not)}")
     return tables, lines
+
+
+def _recipe_of_run(cfg: dict, figs: list) -> str:
+    """A run's recipe beside the figures: a published figure's, or how it differs from the figure of its model."""
+    from gan.metrics import recipes
+
+    for f in figs:
+        if f.recipe is None:
+            continue
+        diff = recipes.differences(cfg, f.recipe)
+        if not diff:
+            return f"{f.model}'s (published)"
+        if f.recipe.keys()["model.arch"] == (cfg.get("model") or {}).get("arch"):
+            return f"not {f.model}'s: {recipes.said(diff)}"
+    return f"its own (no figure here trains {(cfg.get('model') or {}).get('arch', '?')})"

@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from gan import compat
 from gan.dist import Dist, sync_batchnorm
 from gan.models import build, gemm
 
@@ -52,7 +53,7 @@ class Nets:
         """G_ema ← decay·G_ema + (1-decay)·G (decay 0 copies); BatchNorm statistics are copied, not averaged."""
         if self.G_ema is None:
             return
-        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
+        compat.foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
         for be, bm in zip(self.G_ema.buffers(), self.G.buffers()):
             be.copy_(bm)
 

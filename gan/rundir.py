@@ -71,6 +71,14 @@ def exact_run_dir(path: Path) -> Path:
     return path
 
 
+def resume_line(run_dir: Path) -> str:
+    """What to run to go on with a run that stopped: its resume, or a new run when it never made a checkpoint."""
+    ck = Path(run_dir) / "checkpoints"
+    if (ck / "last.pt").is_file() or (ck / "last.pt.prev").is_file():
+        return f"`gan resume {run_dir}` (it goes on from its last checkpoint)"
+    return "run the same command again (the run made no checkpoint to resume)"
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -188,6 +196,8 @@ class Recorder:
 
     def failed(self, e: BaseException | str, step: int) -> None:
         self._release()
+        if isinstance(e, fileio.DiskFull):
+            e = e.line(resume_line(self.run_dir))
         try:
             self.info.update(status="failed", ended=now(), step=step, error=str(e)[:300] or type(e).__name__)
             self.tb.close()

@@ -6,6 +6,11 @@ process ends. The lock is the kernel's (`flock`), so a process that dies for any
 leaves none behind. The holder writes its facts (pid, host, since, job) into the lock file, in place: the file is
 never replaced, so every process locks the same inode.
 
+Beside the run's own writer, commands add records to a run folder without changing its training state: `gan eval`
+(metrics.json, its eval events), `gan sample` (PNGs), `gan export` (a netG/netD pair). They take `records(run)`, a
+short exclusive lock on `<run>/.records.lock` held only while they write, so two at once (an eval under each
+published protocol, say) both land, and a run that is training can still be evaluated.
+
 A second writer gets one line naming the holder (GanError: exit 2) and has written nothing: the lock file it opened
 already existed. Readers (`gan runs`, the leaderboard, `gan sweep`) ask `holder(run)`: a non-blocking shared
 flock on a read-only open, released at once, so asking never writes and never changes the run's files. A run
@@ -29,6 +34,8 @@ from pathlib import Path
 from gan.errors import GanError
 
 FILE = ".lock"
+RECORDS = ".records.lock"
+RECORDS_WAIT_S = 120.0  # another side writer's write (a metrics.json, a pair of exports) takes well under this
 JOB_ENV = ("SLURM_JOB_ID", "SUBMITIT_LOCAL_JOB_ID")  # the job a holder runs in, when it runs in one
 RETRY_S = 1.0  # a reader's momentary shared lock can make a writer's try fail: it tries again this long
 
@@ -120,6 +127,36 @@ def holding(run: Path):
         yield lk
     finally:
         lk.release()
+
+
+@contextlib.contextmanager
+def records(run: Path):
+    """Exclusive use of the run's records for a writer beside its own (gan eval, sample, export): waits for another
+    such writer to finish its write, never for the training process (which writes none of these files)."""
+    path = Path(run) / RECORDS
+    try:
+        f = open(path, "a+b")
+    except OSError as e:
+        raise GanError(f"cannot open the run's records lock '{path}' ({e.strerror})") from None
+    with f:
+        deadline = time.monotonic() + RECORDS_WAIT_S
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise GanError(f"cannot lock '{path}' ({e.strerror}): this filesystem offers no locks") from None
+                if time.monotonic() >= deadline:
+                    raise GanError(f"run '{run}': another command has been writing its records for "
+                                   f"{RECORDS_WAIT_S:.0f} s ({describe(_read(f))}); try again when it is done") from None
+                time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(_facts()).encode() + b"\n")
+            f.flush()
+        yield
 
 
 def refuse_if_held(run: Path) -> Path:

@@ -52,6 +52,14 @@ def find_runs(logs: Path, exp: str | None = None) -> list[Path]:
     return sorted(_walk(logs / exp if exp is not None else logs))
 
 
+def logs_root(run: Path) -> Path:
+    """The logs folder a run lives under: above its experiment's folder (and its sweep's): logs/<exp>/[sweep/]<id>."""
+    up = Path(run).parent
+    if (up / "sweep.json").is_file():
+        up = up.parent
+    return up.parent
+
+
 def sweep_of(run: Path) -> str | None:
     """The sweep a run belongs to (its parent folder holds sweep.json), by the sweep folder's name."""
     return Path(run).parent.name if (Path(run).parent / "sweep.json").is_file() else None

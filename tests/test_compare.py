@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,14 +190,22 @@ def test_band_of_time_limited_seeds_reaches_the_shortest_seeds_end():
 
 
 def test_compare_never_overwrites_a_plot_or_a_table(two_runs, tmp_path, monkeypatch):
+    """The plot goes into the runs' logs folder by default (never the current folder, a checkout's say); the CSV
+    where --csv says; neither overwrites."""
     logs, dirs, _ = two_runs
-    monkeypatch.chdir(tmp_path)
+    runs = [copy_run(d, tmp_path / "logs" / "tiny" / d.name) for d in dirs]
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
     first = {}
     for n in (0, 1):
-        r = cli("compare", *dirs, "--csv", "points.csv")
+        r = cli("compare", *runs, "--csv", "points.csv")
         assert r.exit_code == 0, r.output
         png, table = ("compare-fid.png", "points.csv") if n == 0 else ("compare-fid-1.png", "points-1.csv")
-        assert png in r.stdout and table in r.stdout
-        first = first or {p: (tmp_path / p).read_bytes() for p in (png, table)}
-    assert {p: (tmp_path / p).read_bytes() for p in first} == first  # the first files as they were
-    assert Image.open(tmp_path / "compare-fid-1.png").size == Image.open(tmp_path / "compare-fid.png").size
+        png = tmp_path / "logs" / png
+        assert str(png) in " ".join(r.stdout.split()) and table in r.stdout
+        first = first or {p: Path(p).read_bytes() for p in (png, here / table)}
+    assert {p: Path(p).read_bytes() for p in first} == first  # the first files as they were
+    assert sorted(p.name for p in here.iterdir()) == ["points-1.csv", "points.csv"]
+    assert Image.open(tmp_path / "logs" / "compare-fid-1.png").size == Image.open(tmp_path / "logs" /
+                                                                                 "compare-fid.png").size

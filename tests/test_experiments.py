@@ -27,6 +27,9 @@ PARAMS = {
     "sngan_diffaug": (3813379, 5860865),
     "sngan_resnet": (4276739, 1053824),
     "wgan_gp": (3813379, 5860865),
+    "sngan_collections": (3584003, 5860865),
+    "wgan_gp_collections": (3584003, 5860865),
+    "sngan_resnet_collections": (4276739, 1053824),
 }
 NAMES = sorted(p.stem for p in config.EXPERIMENTS_DIR.glob("*.toml"))
 

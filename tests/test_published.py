@@ -12,7 +12,7 @@ import pytest
 
 from gan.fileio import sha256_file
 from gan.metrics import published
-from tests.conftest import ROOT, copy_run, events, make_images
+from tests.conftest import ROOT, SHARED, copy_run, events, make_images, needs_shared
 from tests.test_runs import cli, one_line_error
 
 SMALL = {"published": dict(samples=10, reference_count=12), "diffaug": dict(samples=10, reference_count=40)}
@@ -38,7 +38,15 @@ def small(monkeypatch, tmp_path, standin_weights):
     return data
 
 
-def test_protocol_published_end_to_end_with_the_standin(two_runs, small, tmp_path, standin_weights):
+@pytest.fixture()
+def as_cifar10(two_runs, monkeypatch):
+    """The tiny runs' training images taken for CIFAR-10's (the protocols measure only runs trained on those)."""
+    sha = json.loads((two_runs[1][0] / "run.json").read_text())["data_sha256"]
+    monkeypatch.setattr(published, "CIFAR10_TRAIN_SHA256", sha)
+    return sha
+
+
+def test_protocol_published_end_to_end_with_the_standin(two_runs, small, as_cifar10, tmp_path, standin_weights):
     logs, dirs, tag = two_runs
     run = copy_run(dirs[0], tmp_path / "logs" / "tiny" / "run")
     r = cli("eval", run, "--protocol", "published", "--data", small, "--device", "cpu")
@@ -51,7 +59,7 @@ def test_protocol_published_end_to_end_with_the_standin(two_runs, small, tmp_pat
     assert set(rec["values"]) == {f"metrics/{m}{sfx}" for m in ("fid", "kid", "is")}  # never metrics/fid
     assert rec["published_protocol"] == {"name": "published", "samples": 10, "reference": "train",
                                          "reference_count": 12, "standard_inception": False,
-                                         "what": published.PROTOCOLS["published"].what}
+                                         "what": published.PROTOCOLS["published"].what, "training_sha256": as_cifar10}
     p = rec["protocol"][0]
     assert p["num_samples"] == 10 and p["reference_samples"] == 12 and p["extractor"] == "inception"
     assert p["reference"].startswith(str(small / "train-*.npz")) and "reference_differs" not in rec
@@ -64,7 +72,7 @@ def test_protocol_published_end_to_end_with_the_standin(two_runs, small, tmp_pat
     assert (cache_dir() / "refstats" / key).is_file() and f"cached {cache_dir() / 'refstats' / key}" in out
 
 
-def test_protocols_refuse_in_one_line(two_runs, small, tmp_path, monkeypatch):
+def test_protocols_refuse_in_one_line(two_runs, small, as_cifar10, tmp_path, monkeypatch):
     logs, dirs, tag = two_runs
     one_line_error(cli("eval", dirs[0], "--protocol", "diffaug", "--data", small), "needs 40 CIFAR-10 test images",
                    "has 30")
@@ -118,13 +126,80 @@ def _readme_published_column() -> dict:
 
 
 def test_readme_published_column_is_the_literature_table():
+    from gan import config
+
     col = _readme_published_column()
     assert len(col) >= 10
     for exp, cell in col.items():
-        assert cell == published.readme_cell(exp), exp
-    assert any(f.experiments for f in published.LITERATURE)
+        assert cell == published.readme_cell(exp, config.load(exp).to_dict()), exp
     for f in published.LITERATURE:
         assert f.protocol in published.PROTOCOLS and f.source and f.fid > 0
+        # a figure stands beside its recipe's experiment only; the others of its model say how they differ
+        if f.recipe is not None:
+            assert col[f.recipe.experiment].startswith(f"FID {f.fid:.2f} ({f.model}, {f.kind}")
+            for other in f.related:
+                assert col[other].startswith(f"— (not the recipe of {f.model}'s {f.fid:.2f}: ")
+    shown = " ".join(col.values())
+    assert "BigGAN" not in shown  # conditional: it stands beside no unconditional experiment
+
+
+def test_each_published_recipe_is_its_experiment_in_every_key_the_source_sets():
+    """The `*_collections` experiments against the source's flag files (as written, at the commit named) and what
+    its training scripts fix in code; a change of any key breaks it, and a flag nobody maps is refused."""
+    from gan import config
+    from gan.metrics import recipes
+
+    with_recipe = [f for f in published.LITERATURE if f.recipe is not None]
+    assert {f.recipe.experiment for f in with_recipe} == {"sngan_collections", "wgan_gp_collections",
+                                                          "sngan_resnet_collections"}
+    for f in with_recipe:
+        flags = recipes.parse_flags(recipes.FLAGFILES[f.recipe.flagfile])
+        assert set(flags) <= set(recipes.FLAGS), set(flags) - set(recipes.FLAGS)  # every flag mapped or named
+        keys = f.recipe.keys()
+        assert keys["train.steps"] == int(flags["total_steps"]) and keys["optim.n_dis"] == int(flags["n_dis"])
+        assert keys["optim.batch_size"] == int(flags["batch_size"]) and keys["model.z_dim"] == int(flags["z_dim"])
+        cfg = config.load(f.recipe.experiment).to_dict()
+        assert recipes.differences(cfg, f.recipe) == [], f.recipe.experiment
+        assert published.recipe_of(cfg) is f
+        for key, other in (("optim.n_dis", 3), ("optim.lr_decay", "none"), ("data.hflip", not cfg["data"]["hflip"]),
+                           ("optim.g_batch_size", 0)):
+            sec, k = key.split(".")
+            changed = {a: dict(b) for a, b in cfg.items()} | {sec: dict(cfg[sec]) | {k: other}}
+            assert [d[0] for d in recipes.differences(changed, f.recipe)] == [key]
+    # the source's words, as read at the commit: SN-GAN CNN trains 100k steps of batch 128 at n_dis 1
+    assert "--n_dis=1" in recipes.FLAGFILES["SNGAN_CIFAR10_CNN"] and "--batch_size=128" in \
+        recipes.FLAGFILES["SNGAN_CIFAR10_CNN"]
+
+
+@needs_shared
+def test_the_pinned_cifar10_hash_is_the_shards_content():
+    import torch
+
+    from gan.data import content_hash, load_npz, to_tensor
+
+    x = load_npz(str(SHARED / "train-*.npz"))[0]
+    assert content_hash(to_tensor(x, 32, torch.device("cpu"))) == published.CIFAR10_TRAIN_SHA256
+
+
+def test_a_protocol_refuses_a_run_that_did_not_train_on_cifar10(two_runs, tmp_path, monkeypatch):
+    """By content, before any weights are looked for (no Inception weights anywhere here): the same answer on any
+    machine. A 64×64 run is refused for its size."""
+    logs, dirs, tag = two_runs
+    monkeypatch.delenv("GAN_INCEPTION_WEIGHTS", raising=False)
+    calls = []
+    from gan.metrics import extractors
+
+    monkeypatch.setattr(extractors, "choose", lambda *a, **k: calls.append(a) or ([], []))
+    for name in ("published", "diffaug"):
+        line = one_line_error(cli("eval", dirs[0], "--protocol", name, "--device", "cpu"),
+                              f"--protocol {name} applies to runs trained on CIFAR-10's 50,000 training images",
+                              "npz")
+        assert published.CIFAR10_TRAIN_SHA256[:16] in line
+    run = copy_run(dirs[0], tmp_path / "run64")
+    cfg = (run / "config.toml").read_text().replace("image_size = 32", "image_size = 64")
+    (run / "config.toml").write_text(cfg)
+    one_line_error(cli("eval", run, "--protocol", "published"), "at 32×32", "64×64")
+    assert calls == [] and not (run / "metrics.json").exists()
 
 
 def _measured(run, values: dict, standard: bool, name="published"):
@@ -157,3 +232,23 @@ def test_leaderboard_published_only_beside_the_same_protocol(two_runs, tmp_path)
     assert r.exit_code == 0 and "(published)" not in r.output and "17.81" not in r.output
     lines = [x for x in r.output.splitlines() if x.startswith("published figures under")]
     assert len(lines) == 2 and "`gan eval RUN --protocol published`" in lines[0]
+
+
+def test_leaderboard_ranks_conditional_figures_only_beside_conditional_runs(two_runs, tmp_path):
+    logs, dirs, tag = two_runs
+    cond = copy_run(dirs[0], tmp_path / "logs" / "tiny" / "cond")
+    cfg = (cond / "config.toml").read_text()
+    assert "conditional = false" in cfg
+    (cond / "config.toml").write_text(cfg.replace("conditional = false", "conditional = true"))
+    _measured(cond, {"metrics/fid": 12.0}, True, name="diffaug")
+    r = cli("leaderboard", cond, "--published")
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "protocol 'diffaug', conditional models" in out and "BigGAN + DiffAugment (published)" in out
+    assert "StyleGAN2" in out and "StyleGAN2 + DiffAugment (published)" not in out  # named as left out, not ranked
+    assert "unconditional published figures under 'diffaug' left out: no unconditional run" in out
+    assert "its own (no figure here trains dcgan)" in out  # every row says its recipe
+    plain = copy_run(dirs[1], tmp_path / "logs" / "tiny" / "plain")
+    _measured(plain, {"metrics/fid": 16.5}, True)
+    out = " ".join(cli("leaderboard", plain, "--published").output.split())
+    assert "protocol 'published', unconditional models" in out and "`sngan_collections`" in out

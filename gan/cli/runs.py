@@ -10,7 +10,7 @@ from gan import board, compare as cmp, evaluate as ev, leaderboard as lb
 from gan.cli import app
 from gan.errors import GanError, friendly
 from gan.metrics.protocol import EXTRACTOR_SUFFIX
-from gan.runs import find_runs, resolve_run, runs_table, setting_of
+from gan.runs import find_runs, logs_root, resolve_run, runs_table, setting_of
 from gan.console import console
 
 RUN_HELP = "run folder, <experiment>/<run-id> or run id"
@@ -53,7 +53,8 @@ def compare_cmd(
                                               "images (images seen)"),
     allow_mixed: bool = typer.Option(False, "--allow-mixed", help="draw numbers of different protocols on one "
                                                                    "chart (the chart and table name the difference)"),
-    out: Optional[Path] = typer.Option(None, help="PNG to write (default: compare-<metric>.png)"),
+    out: Optional[Path] = typer.Option(None, help="PNG to write (default: <logs>/compare-<metric>.png, the logs "
+                                                  "folder of the first run; a taken name gets -1, -2, ...)"),
     csv_: Optional[Path] = typer.Option(None, "--csv", help="also write every point as CSV"),
     logs: Path = LOGS,
 ) -> None:
@@ -67,7 +68,7 @@ def compare_cmd(
         dirs, groups = dirs + found, groups + settings
     c = cmp.compare(dirs, metric, extractor, x, allow_mixed, groups)
     console.print(cmp.compare_table(c))
-    png = cmp.plot(c, out or Path(f"compare-{metric}.png"))
+    png = cmp.plot(c, out or logs_root(c.runs[0]) / f"compare-{metric}.png")  # never into the current folder
     if csv_ is not None:
         console.print(f"csv: {cmp.write_csv(c, csv_)}")
     console.print(str(png))

@@ -11,6 +11,7 @@ from gan.cli import app
 from gan.errors import GanError, friendly
 from gan.console import console
 
+RUN_HELP = "run folder, <experiment>/<run-id> or run id (under --logs)"
 SET_HELP = "override a key: section.key=value (repeatable; TOML values; a key given twice: the last wins)"
 
 
@@ -22,8 +23,27 @@ def _finish(result) -> None:
         console.print(f"final (step {step}): {shown}")
     if result.best:
         console.print(f"best {result.best['tag']}: {result.best['value']:.4g} at step {result.best['step']}")
-    console.print("see it: make tensorboard  (or: .venv/bin/tensorboard --logdir logs)")
+    console.print(f"see it: {see_it(result.run_dir)}", soft_wrap=True)
     raise typer.Exit(result.exit_code)
+
+
+def see_it(run_dir: Path) -> str:
+    """How to open the logs folder this run is in: `make tensorboard` only in a checkout whose logs/ it is."""
+    import shutil
+    import sys
+
+    from gan.runs import logs_root
+
+    logs = logs_root(run_dir)
+    tb = Path(sys.executable).parent / "tensorboard"
+    tb = str(tb) if tb.is_file() else shutil.which("tensorboard") or f"{sys.executable} -m tensorboard.main"
+    here = Path.cwd()
+    shown = str(logs.relative_to(here)) if logs.resolve().is_relative_to(here.resolve()) and not logs.is_absolute() \
+        else str(logs)
+    cmd = f"{tb} --logdir {shown}"
+    if shown == "logs" and (here / "Makefile").is_file() and "tensorboard:" in (here / "Makefile").read_text():
+        return f"make tensorboard  (or: {cmd})"
+    return cmd
 
 
 def _run(make_trainer) -> None:
@@ -34,8 +54,11 @@ def _run(make_trainer) -> None:
     from gan.fileio import DiskFull
     from gan.stop import Interrupted, Stop
 
+    from gan.rundir import resume_line
+
     ddp = dist.env_world() > 1
     stop = Stop(debounce=2.0 if ddp else 0.0, droppable=not ddp, log=console.print).install()
+    trainer = None
     try:
         try:
             trainer = make_trainer(stop)
@@ -43,8 +66,8 @@ def _run(make_trainer) -> None:
             console.print("interrupted before training started")
             raise typer.Exit(stop.exit_code) from None
         _finish(trainer.run())
-    except DiskFull as e:
-        typer.echo(f"error: {e}", err=True)
+    except DiskFull as e:  # the line names what to run once there is room: this run's resume, when it has one
+        typer.echo(f"error: {e.line(resume_line(trainer.run_dir)) if trainer else e}", err=True)
         raise typer.Exit(EXIT["failed"]) from None
     finally:
         stop.uninstall()
@@ -73,7 +96,7 @@ def train(
         if name is not None or logs != Path("logs") or run_dir is not None:
             raise GanError("--resume continues the run in its own folder: --name, --logs and --run-dir do not apply")
         _same_experiment(exp, resume, set_)
-        return resume_cmd(resume, set_, device, nproc)
+        return resume_cmd(str(resume), set_, device, nproc, Path("logs"))
     if name is not None:
         rundir.check_name(name, "--name")
     if run_dir is not None and (name is not None or logs != Path("logs")):
@@ -111,16 +134,19 @@ def _same_experiment(exp: str, run: Path, set_: list[str]) -> None:
 
 @app.command("resume")
 @friendly
-def resume_cmd(run_dir: Path = typer.Argument(..., help="a run folder under logs/"),
+def resume_cmd(run: str = typer.Argument(..., help=RUN_HELP),
                set_: List[str] = typer.Option([], "--set", help="change a key for the rest of the run, e.g. "
                                               "train.steps=N or train.minutes=M to extend it; keys that would "
                                               "change its model, data, loss or metrics are refused"),
                device: str = typer.Option("auto", help="auto, cpu or cuda"),
                nproc: int = typer.Option(1, "--nproc", min=1, help="processes (DDP through torchrun); a run "
-                                                                   "resumes on any number of them")) -> None:
+                                                                   "resumes on any number of them"),
+               logs: Path = typer.Option(Path("logs"), help="root folder of the runs (for a run id)")) -> None:
     """Continue a run from its checkpoints/last.pt, in the same folder and TensorBoard run."""
     from gan import checkpoint, config, dist
+    from gan.runs import resolve_run
 
+    run_dir = Path(run) if (Path(run) / "run.json").is_file() or Path(run).is_dir() else resolve_run(run, logs)
     if not (run_dir / "run.json").is_file() or not (run_dir / "config.toml").is_file():
         raise GanError(f"'{run_dir}' is not a run folder (no run.json/config.toml)")
     if checkpoint.resumable(run_dir) is None:
@@ -203,11 +229,16 @@ def keys() -> None:
 
 @app.command()
 @friendly
-def export(run_dir: Path = typer.Argument(..., help="a run folder"),
-           checkpoint_name: str = typer.Option("last", "--checkpoint", help="last or best")) -> None:
-    """Write netG.pth / netD.pth (plain state_dicts) from a run's checkpoint."""
+def export(run: str = typer.Argument(..., help=RUN_HELP),
+           checkpoint_name: str = typer.Option("last", "--checkpoint", help="last or best"),
+           logs: Path = typer.Option(Path("logs"), help="root folder of the runs (for a run id)")) -> None:
+    """Write netG.pth / netD.pth (plain state_dicts) from a run's checkpoint, into the run's folder."""
     from gan import checkpoint
+    from gan.runs import resolve_run
 
+    if checkpoint_name not in ("last", "best"):
+        raise GanError(f"--checkpoint {checkpoint_name!r}: expected last or best")
+    run_dir = resolve_run(run, logs)
     p = run_dir / "checkpoints" / f"{checkpoint_name}.pt"
     if not p.is_file():
         raise GanError(f"'{p}' does not exist")

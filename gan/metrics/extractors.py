@@ -9,12 +9,19 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch_fidelity.utils import create_feature_extractor
-
-from gan.fileio import sha256_file
+from gan import compat, fileio
 from gan.metrics import fetch, protocol
 
 INCEPTION_FILE = fetch.INCEPTION_FILE  # torch-fidelity's download name
+_SHA: dict = {}  # (path, size, mtime) -> sha256: a weights file is hashed once per process
+
+
+def sha256_file(path: str) -> str:
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA:
+        _SHA[key] = fileio.sha256_file(path)
+    return _SHA[key]
 
 
 def inception_weights(configured: str = "") -> tuple[str | None, str]:
@@ -74,15 +81,37 @@ def choose(names: list[str], inception_path: str = "", fetch_missing: bool = Fal
     chosen, notes = [], []
     for name in dict.fromkeys(wanted):  # keep order, drop repeats
         path, why = REGISTRY[name].weights(inception_path)
+        aside = ""
+        if path is not None and name == "inception":
+            path, why, aside = _usable(path, why)
         if path is None and name == "inception" and why == MISSING and fetch_missing:
             path, got = fetch.at_run_start(console)
             why = got if path else f"no Inception weights: {got}"
         if path is None:
-            notes.append(f"{name}: skipped, {why}")
+            notes.append(f"{name}: skipped, {aside}{why}")
         else:
             chosen.append((name, path))
-            notes.append(f"{name}: on, weights {why}")
+            notes.append(f"{name}: on, {aside}weights {why}")
     return chosen, notes
+
+
+def _usable(path: str, why: str) -> tuple[str | None, str, str]:
+    """(path or None, why, what was done) for Inception weights about to be used. torch-fidelity's cache holds the
+    standard file or nothing: any other bytes there (half a download, a damaged or foreign file) are moved aside,
+    and the weights count as missing (so a run fetches them once). A file the user named is never moved: one that
+    does not load is skipped, said once."""
+    if Path(path) == fetch.target():
+        if sha256_file(path) == fetch.EXPECTED_SHA256:
+            return path, why, ""
+        from gan.fileio import set_aside
+
+        moved = set_aside(Path(path), "not the standard file: its sha256 differs", log=lambda _m: None)
+        return None, MISSING, f"the cached {Path(path).name} was not the standard file (moved aside to {moved.name}); "
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)  # torch-fidelity loads with weights_only=False
+    except Exception as e:  # noqa: BLE001 - a damaged, truncated or foreign file, or a pickle with code in it
+        return None, f"{why}: the file does not load as plain tensors (weights_only=True: {type(e).__name__})", ""
+    return path, why, ""
 
 
 @dataclass
@@ -121,8 +150,7 @@ def load(name: str, weights_path: str, device: torch.device) -> Extractor:
             raise GanError(f"Inception weights '{weights_path}' do not load as plain tensors (weights_only=True: "
                            f"{type(e).__name__}); not using them") from None
     layers = list(dict.fromkeys(spec.layers.values()))
-    module = create_feature_extractor(spec.fidelity_name, layers, cuda=False, verbose=False,
-                                      feature_extractor_weights_path=weights_path).to(device)
+    module = compat.create_feature_extractor(spec.fidelity_name, layers, weights_path).to(device)
     sha = sha256_file(weights_path)
     return Extractor(name, spec, module, weights_path, sha, layers, protocol.suffix(name, sha))
 

@@ -1,6 +1,10 @@
 """The standard Inception weights, fetched once and verified: `gan features get inception`, and the same step at a
 run's start when its metrics want the standard Inception and the file is missing (`metrics.fetch_inception`).
 
+Every fetch has one deadline for the whole transfer (a server that trickles bytes cannot hold a run's start), on top
+of a timeout for each answer. The opening (name lookup, connect, headers) runs in a helper thread only so that a
+hung name lookup is bounded too; a response that arrives after the fetch gave up is closed by that thread at once.
+
 torch-fidelity's own download (torch.hub) checks no hash and loads with weights_only=False; here the file streams
 into a temp file beside its place in torch-fidelity's cache (`$TORCH_HOME/hub/checkpoints`, where
 `inception-v3-compat` looks), its full sha256 is checked against the pinned one, it is loaded once with
@@ -13,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.client import HTTPException, IncompleteRead
@@ -20,15 +25,16 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-
-from gan import fileio
+from gan import compat, fileio
 from gan.errors import GanError
 from gan.metrics import protocol
 
+URL_INCEPTION_V3 = compat.inception_url()
 INCEPTION_FILE = Path(urlparse(URL_INCEPTION_V3).path).name  # the name torch.hub saves it under
 CLI_TIMEOUT = 30.0  # seconds without an answer before `gan features get inception` gives up
+CLI_DEADLINE = 1800.0  # the whole download (95 MB) at most, for `gan features get inception`
 RUN_TIMEOUT = 3.0  # a run's start waits no longer than this for a server before going on with c10
+RUN_DEADLINE = 120.0  # and no longer than this for the whole download (≥ 0.8 MB/s)
 INSTEAD = ("download it elsewhere and set metrics.inception_weights (or env GAN_INCEPTION_WEIGHTS) to the file, "
            "or give a mirror with --url / env GAN_INCEPTION_URL")
 
@@ -52,20 +58,31 @@ def target() -> Path:
 
 
 def _open(address: str, timeout: float):
-    """urlopen with a bound on the whole connect (name lookup included, which a socket timeout does not cover)."""
+    """urlopen with a bound on the whole opening (name lookup included, which a socket timeout does not cover). A
+    response that comes after we gave up is closed by the opening thread itself: nothing is left open."""
     box: dict = {}
+    lock = threading.Lock()
 
     def go():
         try:
-            box["resp"] = urllib.request.urlopen(address, timeout=timeout)  # noqa: S310 - http(s) checked below
+            resp = urllib.request.urlopen(address, timeout=timeout)  # noqa: S310 - http(s) checked by the caller
         except BaseException as e:  # noqa: BLE001 - handed to the caller
-            box["err"] = e
+            with lock:
+                box["err"] = e
+            return
+        with lock:
+            if box.get("gave_up"):
+                resp.close()
+            else:
+                box["resp"] = resp
 
-    t = threading.Thread(target=go, daemon=True)
+    t = threading.Thread(target=go, daemon=True, name="gan-fetch-open")
     t.start()
     t.join(timeout)
-    if t.is_alive():
-        raise TimeoutError("timed out")
+    with lock:
+        if "resp" not in box and "err" not in box:
+            box["gave_up"] = True
+            raise TimeoutError("timed out")
     if "err" in box:
         raise box["err"]
     return box["resp"]
@@ -84,11 +101,13 @@ def _why(e: BaseException, timeout: float) -> str:
     return str(e) or type(e).__name__
 
 
-def _stream(resp, f, size: int | None, progress) -> str:
+def _stream(resp, f, size: int | None, progress, deadline: float, limit: float) -> str:
     h = hashlib.sha256()
     got = 0
     while True:
-        chunk = resp.read(1 << 16)
+        if time.monotonic() > deadline:
+            raise FetchError(f"too slow: {got:,} bytes in {limit:g} s (the whole transfer's deadline)")
+        chunk = resp.read1(1 << 16)  # at most one read from the socket: the deadline is checked between them
         if not chunk:
             break
         f.write(chunk)
@@ -100,10 +119,14 @@ def _stream(resp, f, size: int | None, progress) -> str:
     return h.hexdigest()
 
 
-def fetch(address: str | None = None, timeout: float = CLI_TIMEOUT, console=None) -> Path:
-    """Download, verify (full sha256, weights_only load) and put the weights in place; their path.
-    A FetchError (one line naming the URL and what to do instead) leaves nothing in the cache."""
+def fetch(address: str | None = None, timeout: float = CLI_TIMEOUT, console=None,
+          limit: float | None = None) -> Path:
+    """Download, verify (full sha256, weights_only load) and put the weights in place; their path. `timeout`: for
+    each answer; `limit`: for the whole transfer (default CLI_DEADLINE). A FetchError (one line naming the URL and
+    what to do instead) leaves nothing in the cache."""
     address = address or url()
+    limit = CLI_DEADLINE if limit is None else limit
+    deadline = time.monotonic() + limit
     dest = target()
     expected = EXPECTED_SHA256
     fail = lambda why: FetchError(f"cannot fetch the Inception weights from {address}: {why}; {INSTEAD}")  # noqa: E731
@@ -117,7 +140,7 @@ def fetch(address: str | None = None, timeout: float = CLI_TIMEOUT, console=None
                 size = resp.headers.get("Content-Length")
                 size = int(size) if size and size.isdigit() else None
                 with _bar(console, size, dest.name) as advance:
-                    sha = _stream(resp, f, size, advance)
+                    sha = _stream(resp, f, size, advance, deadline, limit)
         except FetchError as e:
             raise fail(str(e)) from None
         except (OSError, HTTPException, ValueError) as e:  # URLError, timeouts, resets, IncompleteRead
@@ -167,7 +190,7 @@ def at_run_start(console=None) -> tuple[str | None, str]:
     if address in _tried:
         return None, _tried[address]
     try:
-        path = fetch(address, RUN_TIMEOUT, console)
+        path = fetch(address, RUN_TIMEOUT, console, RUN_DEADLINE)
     except GanError as e:
         _tried[address] = f"{e} (metrics.fetch_inception = false skips this)"
         return None, _tried[address]

@@ -10,7 +10,8 @@ the evaluator caches them with the reference statistics.
 from __future__ import annotations
 
 import torch
-from torch_fidelity.metric_prc import calc_cdist_part
+
+from gan import compat
 
 CHUNK = 1000  # rows per distance block: CHUNK × N × 4 bytes (×2 while concatenated)
 COLUMNS = 10000  # torch-fidelity's prc_batch_size: the width of one torch.cdist call (3× faster than 1,000)
@@ -20,13 +21,13 @@ K = 3  # torch-fidelity's prc_neighborhood
 def radii(feats: torch.Tensor, k: int = K, chunk: int = CHUNK) -> torch.Tensor:
     """Each point's distance to its k-th nearest neighbour within `feats` (itself excluded): the k+1-th smallest,
     as torch-fidelity's kthvalue(k + 1), taken with topk (≈ 10× faster for a small k)."""
-    return torch.cat([calc_cdist_part(part, feats, COLUMNS).topk(k + 1, dim=1, largest=False).values[:, -1]
+    return torch.cat([compat.cdist_part(part, feats, COLUMNS).topk(k + 1, dim=1, largest=False).values[:, -1]
                       for part in feats.split(chunk)])
 
 
 def inside(query: torch.Tensor, ref: torch.Tensor, ref_radii: torch.Tensor, chunk: int = CHUNK) -> float:
     """Share of `query` points within some `ref` point's radius."""
-    hits = [(calc_cdist_part(part, ref, COLUMNS) <= ref_radii).any(1).sum().item() for part in query.split(chunk)]
+    hits = [(compat.cdist_part(part, ref, COLUMNS) <= ref_radii).any(1).sum().item() for part in query.split(chunk)]
     return float(sum(hits)) / len(query)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gan.errors import GanError
+from gan.metrics.recipes import Recipe, differences, said
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,14 @@ PROTOCOLS = {
     "diffaug": Protocol("diffaug", 10_000, "test", 10_000, "the DiffAugment code (Zhao et al. 2020)"),
 }
 
-# train (50k) vs test (10k) FID with the standard Inception, w86763777/pytorch-image-generation-metrics
-TRAIN_VS_TEST = (3.1508, 3.1518)  # TF, PyTorch
+# train (50k) vs test (10k) FID with the standard Inception, as pytorch-image-generation-metrics 0.6 reports it (the
+# renamed w86763777/pytorch-gan-metrics; its README and PyPI page): the official TF code, its own port, and the port
+# with `use_torch=True`
+TRAIN_VS_TEST = {"official TF": 3.1508, "pytorch-image-generation-metrics": 3.1525, "its use_torch=True": 3.1457}
+
+# What a protocol's run must have trained on: all 50,000 CIFAR-10 training images in their original order, at
+# 32×32 (gan.data.content_hash of the uint8 N×3×32×32 tensor; tests/test_published.py checks it on the shards).
+CIFAR10_TRAIN_SHA256 = "9d5c2eddadb0deff02c14c350c0385aab7b1d5ff1edfeb4997c8dc8644960111"
 
 
 @dataclass(frozen=True)
@@ -46,18 +53,27 @@ class Figure:
     fid: float
     protocol: str  # a key of PROTOCOLS
     source: str
-    experiments: tuple = ()  # our experiment files that train this model (README's published column)
+    conditional: bool = False  # a class-conditional model: ranked only beside conditional runs
+    recipe: Recipe | None = None  # what the source trained, in our keys; its experiment is that recipe
+    related: tuple = ()  # our experiments of this model with another recipe: their README cell says how they differ
+
+    @property
+    def kind(self) -> str:
+        return "conditional" if self.conditional else "unconditional"
 
 
 COLLECTIONS = "w86763777/pytorch-gan-collections (README, CIFAR-10 table)"
 DIFFAUG = ("Zhao et al. 2020, Differentiable Augmentation, CIFAR-10 100 % data (mit-han-lab/data-efficient-gans "
            "READMEs, fid10k)")
 LITERATURE = [
-    Figure("DCGAN", 42.72, "published", COLLECTIONS),
-    Figure("WGAN-GP CNN", 19.83, "published", COLLECTIONS, ("wgan_gp",)),
-    Figure("SN-GAN CNN", 17.81, "published", COLLECTIONS, ("baseline", "sngan")),
-    Figure("SN-GAN ResNet", 14.32, "published", COLLECTIONS, ("sngan_resnet",)),
-    Figure("BigGAN + DiffAugment", 8.70, "diffaug", DIFFAUG),
+    Figure("DCGAN", 42.72, "published", COLLECTIONS),  # its cnn32 DCGAN (5×5 D convs) is not our `dcgan` model
+    Figure("WGAN-GP CNN", 19.83, "published", COLLECTIONS,
+           recipe=Recipe("WGANGP_CIFAR10_CNN", "wgangp.py", "wgan_gp_collections"), related=("wgan_gp",)),
+    Figure("SN-GAN CNN", 17.81, "published", COLLECTIONS,
+           recipe=Recipe("SNGAN_CIFAR10_CNN", "sngan.py", "sngan_collections"), related=("baseline", "sngan")),
+    Figure("SN-GAN ResNet", 14.32, "published", COLLECTIONS,
+           recipe=Recipe("SNGAN_CIFAR10_RES", "sngan.py", "sngan_resnet_collections"), related=("sngan_resnet",)),
+    Figure("BigGAN + DiffAugment", 8.70, "diffaug", DIFFAUG, conditional=True),
     Figure("StyleGAN2 + DiffAugment", 9.89, "diffaug", DIFFAUG),
 ]
 
@@ -69,10 +85,42 @@ def protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
-def readme_cell(experiment: str) -> str:
-    """The README experiments table's published column for an experiment ("—" when no figure applies)."""
-    figs = [f for f in LITERATURE if experiment in f.experiments]
-    return "; ".join(f"FID {f.fid:.2f} ({f.model}, protocol `{f.protocol}`)" for f in figs) or "—"
+def readme_cell(experiment: str, config: dict) -> str:
+    """The README experiments table's published column for an experiment ({section: {key: value}} its config):
+    the figure beside the experiment that is its source's recipe; for one of the same model with another recipe,
+    how it differs and which experiment is the source's; "—" when no figure applies."""
+    cells = []
+    for f in LITERATURE:
+        if f.recipe is not None and experiment == f.recipe.experiment:
+            diff = differences(config, f.recipe)
+            cells.append(f"FID {f.fid:.2f} ({f.model}, {f.kind}, protocol `{f.protocol}`): the source's recipe"
+                         if not diff else f"— (differs from the recipe of {f.model}'s {f.fid:.2f}: {said(diff)})")
+        elif experiment in f.related:
+            cells.append(f"— (not the recipe of {f.model}'s {f.fid:.2f}: {said(differences(config, f.recipe))}; "
+                         f"`{f.recipe.experiment}` is)")
+    return "; ".join(cells) or "—"
+
+
+def figures_for(p: str, kind: str) -> list[Figure]:
+    """The figures under protocol `p` of one kind (conditional or not): only these are ranked beside such runs."""
+    return [f for f in LITERATURE if f.protocol == p and f.kind == kind]
+
+
+def recipe_of(config: dict) -> Figure | None:
+    """The published figure whose recipe a run's config ({section: {key: value}}) is, or None."""
+    return next((f for f in LITERATURE if f.recipe is not None and not differences(config, f.recipe)), None)
+
+
+def check_applies(p: Protocol, image_size: int, data_sha256: str, source: str) -> None:
+    """A published protocol measures only a run that trained on all of CIFAR-10's training images at 32×32
+    (by content: `data_sha256` of the images it trained on), in one line otherwise."""
+    if image_size != 32:
+        raise GanError(f"--protocol {p.name} applies to runs trained on CIFAR-10 at 32×32: this run trained at "
+                       f"{image_size}×{image_size}")
+    if data_sha256 != CIFAR10_TRAIN_SHA256:
+        raise GanError(f"--protocol {p.name} applies to runs trained on CIFAR-10's 50,000 training images: this run "
+                       f"trained on other images ({source}; content sha256 {str(data_sha256)[:16]}…, CIFAR-10's "
+                       f"{CIFAR10_TRAIN_SHA256[:16]}…)")
 
 
 def reference_images(p: Protocol, root: str) -> tuple[np.ndarray, str]:
@@ -105,8 +153,7 @@ def check(root: str, weights: str, device, metrics, log=print, console=None) -> 
     `metrics`: a metrics config (the caller's defaults) that this check narrows to Inception FID."""
     import dataclasses
 
-    from torch_fidelity.metric_fid import fid_statistics_to_metric
-
+    from gan import compat
     from gan.data import to_tensor
     from gan.fileio import sha256_file
     from gan.metrics import extractors, protocol as proto
@@ -130,7 +177,7 @@ def check(root: str, weights: str, device, metrics, log=print, console=None) -> 
         finally:
             meter.close()
         stats.append({"mu": ev.refs["inception"]["mu"].numpy(), "sigma": ev.refs["inception"]["sigma"].numpy()})
-    fid = fid_statistics_to_metric(stats[0], stats[1], False)["frechet_inception_distance"]
+    fid = compat.fid(stats[0], stats[1])
     log(f"FID train {len(train[0]):,} vs test {len(test[0]):,} (standard Inception): {fid:.4f}  "
-        f"(published: {TRAIN_VS_TEST[0]} TF, {TRAIN_VS_TEST[1]} PyTorch; w86763777/pytorch-image-generation-metrics)")
+        f"(published: {', '.join(f'{v} {k}' for k, v in TRAIN_VS_TEST.items())}; pytorch-image-generation-metrics 0.6)")
     return float(fid)

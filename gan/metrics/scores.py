@@ -7,10 +7,8 @@ import math
 
 import numpy as np
 import torch
-from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
-from torch_fidelity.metric_isc import isc_featuresdict_to_metric
-from torch_fidelity.metric_kid import kid_featuresdict_to_metric
 
+from gan import compat
 from gan.metrics import prc as gprc
 
 SEED = 2020  # KID subsets and IS splits drawn alike at every evaluation
@@ -49,7 +47,7 @@ def names(want: dict, classifier: bool) -> list[str]:
 
 
 def fid_statistics(ext, feats: dict) -> dict:
-    st = fid_featuresdict_to_statistics(feats, ext.spec.layers["fid"])
+    st = compat.fid_statistics(feats, ext.spec.layers["fid"])
     return {"mu": torch.from_numpy(st["mu"]), "sigma": torch.from_numpy(st["sigma"])}
 
 
@@ -78,15 +76,14 @@ def compute(ext, fake: dict, ref: dict, want: dict, classes: torch.Tensor | None
     n_fake = len(next(iter(fake.values())))
     n_ref = len(ref["features"][L["fid"]])
     if want.get("fid"):
-        st = fid_featuresdict_to_statistics(fake, L["fid"])
-        ref_st = {"mu": ref["mu"].numpy(), "sigma": ref["sigma"].numpy()}
-        out["fid"] = fid_statistics_to_metric(st, ref_st, False)["frechet_inception_distance"]
+        st = compat.fid_statistics(fake, L["fid"])
+        out["fid"] = compat.fid(st, {"mu": ref["mu"].numpy(), "sigma": ref["sigma"].numpy()})
     if want.get("kid"):
-        kid = kid_featuresdict_to_metric(fake, ref["features"], L["kid"], **_kw(n_fake, n_ref))
-        out["kid"], std["kid"] = kid["kernel_inception_distance_mean"], kid["kernel_inception_distance_std"]
+        kid = compat.kid(fake, ref["features"], L["kid"], **_kw(n_fake, n_ref))
+        out["kid"], std["kid"] = kid[compat.KEY_KID], kid[compat.KEY_KID_STD]
     if want.get("is"):
-        isc = isc_featuresdict_to_metric(fake, L["is"], **_kw(n_fake, n_fake))
-        out["is"], std["is"] = isc["inception_score_mean"], isc["inception_score_std"]
+        isc = compat.isc(fake, L["is"], **_kw(n_fake, n_fake))
+        out["is"], std["is"] = isc[compat.KEY_IS], isc[compat.KEY_IS_STD]
     if want.get("prc"):
         # bounded memory (torch-fidelity's full path builds N×N matrices); the real radii cached with `ref`
         out["precision"], out["recall"] = gprc.precision_recall(fake[L["prc"]], ref["features"][L["prc"]],

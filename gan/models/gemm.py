@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gan import compat
+
 SMALL_MAP = 16  # positions of the small map up to which the weight gradient is one GEMM (4×4; 8×8 measured slower)
 
 
@@ -60,8 +62,7 @@ class _WeightGradGEMM(torch.autograd.Function):
         transposed, stride, pad = ctx.geometry
         gx = None
         if ctx.needs_input_grad[0]:
-            gx = torch.ops.aten.convolution_backward(gy, x, w, None, [stride] * 2, [pad] * 2, [1, 1], transposed,
-                                                     [0, 0], 1, [True, False, False])[0]
+            gx = compat.conv_input_grad(gy, x, w, stride, pad, transposed)
         k = w.shape[-1]
         # conv: w (out, in, k, k), small map = gy; transposed: w (in, out, k, k), small map = x
         small, large = (x, gy) if transposed else (gy, x)

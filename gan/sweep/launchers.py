@@ -233,18 +233,20 @@ class Attached:
         from gan import runlock
         from gan.runs import info_of
 
-        h = runlock.holder(self.run_dir)
+        h = self.holder = runlock.holder(self.run_dir)  # None once it let go: its pid may be another process's now
         if h is not None:
-            self.holder = h
             return None
         if job_waiting(self.kind, self.sweep, self.job_id):
             return None
         return STATUS_CODE.get(info_of(self.run_dir).get("status"), 137)  # still "running": its process died
 
     def stop(self, signum: int) -> None:
+        """Signal the process that holds the run's lock now, never a pid remembered from before it let go."""
         import socket
 
-        h = self.holder or {}
+        from gan import runlock
+
+        h = runlock.holder(self.run_dir) or {}
         if h.get("host") == socket.gethostname() and h.get("pid"):
             try:
                 os.kill(int(h["pid"]), signum)
