@@ -175,6 +175,7 @@ class Trainer:
 
     def _loop(self) -> str:
         c, sc = self.cfg, self.sched
+        self.t_log = self.t_mark = time.perf_counter()
         agree_every = c.train.log_every if self.dist.ddp else 1  # ranks agree on a stop only where they sync anyway
         stopping = time_up = False
         first_step, secs0 = self.step, self.train_seconds

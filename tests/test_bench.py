@@ -168,7 +168,7 @@ def test_verdict_clear_pass_clear_fail_and_unclear_with_the_rounds_to_settle_it(
     mid = verdict.judge([1.10, 1.30, 1.20, 1.05, 1.35], ">=", 1.15)
     m, lo, hi = verdict.interval([1.10, 1.30, 1.20, 1.05, 1.35])
     assert mid["status"] == "unclear" and lo < 1.15 < hi and m == pytest.approx(1.2)
-    hw = 2.776 * statistics.stdev([1.10, 1.30, 1.20, 1.05, 1.35]) / math.sqrt(5)
+    hw = 2.7764451 * statistics.stdev([1.10, 1.30, 1.20, 1.05, 1.35]) / math.sqrt(5)  # t(4), exact
     assert hi - m == pytest.approx(hw) and mid["rounds"] == math.ceil(5 * (hw / 0.05) ** 2)
     assert f"≈{mid['rounds']} rounds would settle it" in mid["why"]
     # a cost bound (<=): the same logic mirrored
@@ -179,6 +179,13 @@ def test_verdict_clear_pass_clear_fail_and_unclear_with_the_rounds_to_settle_it(
     assert verdict.judge([1.3], ">=", 1.15) == verdict.judge([1.3], ">=", 1.15) | {"status": "unclear"}
     assert verdict.judge([0.001], "<", 0.01, exact=True)["status"] == "PASS"
     assert verdict.judge([0.02], "<", 0.01, exact=True)["status"] == "FAIL"
+
+
+def test_the_t_quantile_is_exact_beyond_the_old_table():
+    """df > 30 is not 1.96 (the normal's): the t quantile is wider, as an interval of few rounds must be."""
+    assert verdict.t975(4) == pytest.approx(2.776, abs=1e-3) and verdict.t975(12) == pytest.approx(2.179, abs=1e-3)
+    assert verdict.t975(40) == pytest.approx(2.021, abs=1e-3)
+    assert verdict.t975(31) > verdict.t975(60) > 1.96
 
 
 def test_the_report_shows_the_interval_and_unclear_does_not_fail_the_exit_code():

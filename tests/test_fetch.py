@@ -38,6 +38,18 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/hang":
             time.sleep(3)  # past every timeout the tests give
             return
+        if self.path == "/trickle":  # a byte every 0.1 s: no read ever waits long, the whole transfer never ends
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(GOOD)))
+            self.end_headers()
+            try:
+                for i in range(len(GOOD)):
+                    self.wfile.write(GOOD[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the client gave up: what we want
+                pass
+            return
         if body is None:
             self.send_error(404)
             return
@@ -68,6 +80,8 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(fetch, "CLI_TIMEOUT", 0.5)
     monkeypatch.setattr(fetch, "RUN_TIMEOUT", 0.5)
+    monkeypatch.setattr(fetch, "CLI_DEADLINE", 2.0)
+    monkeypatch.setattr(fetch, "RUN_DEADLINE", 2.0)
     monkeypatch.setattr(fetch, "EXPECTED_SHA256", hashlib.sha256(GOOD).hexdigest())
     monkeypatch.setattr(fetch, "_tried", {})
     assert fetch.target().parent == tmp_path / "torch" / "hub" / "checkpoints"  # where torch-fidelity looks
@@ -109,6 +123,7 @@ def test_get_lands_a_verified_file_that_loads_weights_only(server, cache):
 
 @pytest.mark.parametrize("path, needle", [("/wrong", "is not the pinned"), ("/short", "truncated: "),
                                           ("/hang", "no answer for 0.5 s (timed out)"), ("/slow", "no answer for 0.5 s"),
+                                          ("/trickle", "too slow: "),
                                           ("/missing", "HTTP 404")])
 def test_every_failure_is_one_line_and_leaves_nothing(server, cache, path, needle):
     url = f"{server}{path}"
@@ -174,3 +189,73 @@ def test_a_weights_file_with_code_in_it_is_not_loaded(tmp_path):
 
     with pytest.raises(GanError, match="do not load as plain tensors"):
         extractors.load("inception", str(p), torch.device("cpu"))
+
+
+def test_a_trickling_server_meets_one_deadline_and_leaves_no_thread(server, cache):
+    """Every read answers within its timeout, yet the whole transfer has one deadline: the fetch gives up at it, in
+    one line, leaving no file and no thread of its own behind."""
+    import threading
+
+    before = {t for t in threading.enumerate()}
+    t0 = time.monotonic()
+    with pytest.raises(fetch.FetchError, match="too slow: .* bytes in 2 s"):
+        fetch.fetch(f"{server}/trickle", 0.5, None, 2.0)
+    assert time.monotonic() - t0 < 2.0 + 0.5 + 1.0  # the deadline, at most one read's timeout, and slack
+    assert _files(cache) == []
+    left = [t.name for t in threading.enumerate() if t not in before and t.name.startswith("gan-fetch")]
+    assert left == []
+    # a run's start: the same deadline, then c10
+    chosen, notes = extractors.choose(["auto"], "", fetch_missing=False)
+    assert [n for n, _ in chosen] == ["c10"]
+
+
+DAMAGED = {"empty": b"", "1 byte": GOOD[:1], "half": GOOD[: len(GOOD) // 2], "all but the last byte": GOOD[:-1],
+           "a wrong file at the right name": _bytes({"w": torch.zeros(2)})}
+
+
+@pytest.mark.parametrize("what", list(DAMAGED))
+def test_a_damaged_cached_inception_file_never_stops_a_run(server, cache, monkeypatch, what):
+    """Truncated at every size, or another file under torch-fidelity's name: set aside (its bytes kept), fetched
+    again once where fetching is on, else the run goes on with c10, said once in the notes."""
+    dest = fetch.target()
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(DAMAGED[what])
+    monkeypatch.setenv("GAN_INCEPTION_URL", f"{server}/good")
+    chosen, notes = extractors.choose(["auto"], "", fetch_missing=True)
+    aside = list(dest.parent.glob(dest.name + ".corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == DAMAGED[what]
+    assert chosen[0] == ("inception", str(dest)) and dest.read_bytes() == GOOD  # fetched again, verified
+    assert "was not the standard file (moved aside to" in notes[0] and "sha256 verified" in notes[0]
+    # fetching off: the damaged file goes aside all the same, and c10 carries the run
+    dest.write_bytes(DAMAGED[what])
+    chosen, notes = extractors.choose(["auto"], "", fetch_missing=False)
+    assert [n for n, _ in chosen] == ["c10"] and notes[0].startswith("inception: skipped, the cached")
+    assert len(list(dest.parent.glob(dest.name + ".corrupt-*"))) == 2 and not dest.exists()
+
+
+def test_a_damaged_file_the_user_named_is_skipped_not_moved(tmp_path):
+    p = tmp_path / "mine.pth"
+    p.write_bytes(GOOD[: len(GOOD) // 3])
+    chosen, notes = extractors.choose(["auto"], str(p))
+    assert [n for n, _ in chosen] == ["c10"] and p.read_bytes() == GOOD[: len(GOOD) // 3]
+    assert notes[0].startswith(f"inception: skipped, metrics.inception_weights={p}: the file does not load")
+
+
+def test_a_run_with_half_a_download_in_the_cache_completes_with_c10(cache, tmp_path, tiny_npz):
+    """The user's case: half a download at torch-fidelity's name, then `gan train` with the default metrics."""
+    from gan import config
+    from gan.engine import Trainer
+    from tests.conftest import tiny_toml
+
+    dest = fetch.target()
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(GOOD[: len(GOOD) // 2])
+    exp = tiny_toml(tmp_path / "t.toml", tiny_npz, metrics={"enabled": True, "every": 3, "num_samples": 8,
+                                                            "ref_samples": 16, "is": False, "kid": False})
+    r = Trainer(config.load(str(exp)), device="cpu", logs=tmp_path / "logs", quiet=True).run()
+    assert r.status == "completed" and [s for s, _ in r.metrics] == [3, 6]
+    assert all(set(m) >= {"metrics/fid_c10"} and "metrics/fid" not in m for _, m in r.metrics)
+    import json
+
+    notes = json.loads((r.run_dir / "run.json").read_text())["metrics_notes"]
+    assert any("was not the standard file (moved aside to" in n for n in notes), notes
