@@ -170,14 +170,18 @@ def list_cmd(models: bool = typer.Option(False, "--models", help="list model fam
             console.print(f"{n:16} {'/'.join(map(str, a.sizes)):6} {'conditional' if a.conditional else '':12}"
                           f"{a.doc}")
         return
-    for p in sorted(config.EXPERIMENTS_DIR.glob("*.toml")):
+    from gan import lookup, usercode
+
+    for name, p, where in lookup.listing():  # ./experiments/ first, then the shipped ones (gan/lookup.py)
+        mark = "" if where == "shipped" else f"  ({where}: {p})"
         try:
             c = config.load(str(p))
             length = f"{c.train.epochs:g} epochs" if c.train.epochs else f"{c.train.steps} steps"
             length = f"{c.train.minutes:g} minutes" if c.train.minutes else length
-            typer.echo(f"{p.stem:15} {c.model.arch:15} {c.loss.name:6} {length:18} {c.experiment.description}")
+            typer.echo(f"{name:15} {usercode.short(c.model.arch):15} {usercode.short(c.loss.name):6} {length:18} "
+                       f"{c.experiment.description}{mark}")
         except GanError as e:
-            typer.echo(f"{p.stem:15} invalid: {e}")
+            typer.echo(f"{name:15} invalid: {e}{mark}")
 
 
 @app.command()
