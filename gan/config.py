@@ -340,3 +340,16 @@ def keys_doc() -> list[tuple[str, str, str]]:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             rows.append((f"{section}.{key(f)}", tomlfile.value(default), f.metadata["doc"]))
     return rows
+
+
+def own_keys(cfg: Config) -> list[tuple[str, str, str]]:
+    """`gan keys EXP`: the arguments of the experiment's own model and loss, with their values (gan/usercode.py)."""
+    rows = []
+    if usercode.is_ref(cfg.model.arch):
+        fn = usercode.load(cfg.model.arch, "model.arch").obj
+        std = usercode.model_standard(cfg.model, cfg.data.image_size, "(the dataset's class count when conditional)")
+        rows += usercode.arg_rows(cfg.model.arch, fn, cfg.model.args, std, "model")
+    if usercode.is_ref(cfg.loss.name):
+        obj = usercode.load(cfg.loss.name, "loss.name").obj
+        rows += [] if usercode.is_loss_object(obj) else usercode.arg_rows(cfg.loss.name, obj, cfg.loss.args, {}, "loss")
+    return rows

@@ -214,8 +214,8 @@ def blame(exc: BaseException) -> str | None:
 
     frames = {_resolved(fr.filename) for fr in traceback.extract_tb(exc.__traceback__)}
     for ref, ld in LAST.items():
-        if frames & {_resolved(str(REDIRECT.get(f.path, f.path))) for f in ld.files} | \
-                {_resolved(f.path) for f in ld.files}:
+        if frames & ({_resolved(str(REDIRECT.get(f.path, f.path))) for f in ld.files} |
+                     {_resolved(f.path) for f in ld.files}):
             return ref
     return None
 
@@ -325,29 +325,30 @@ def call_kwargs(fn, args: dict, standard: dict) -> dict:
     return {k: v for k, v in standard.items() if k in named} | dict(args)
 
 
-def arg_rows(ref: str, fn, given: dict, standard: dict, section: str) -> list[tuple[str, str, str]]:
-    """`gan keys EXP`: (key, value, meaning) for each of the callable's own arguments, and the standard keys it
-    takes by name."""
+def arg_rows(ref: str, fn, args: dict, standard: dict, section: str) -> list[tuple[str, str, str]]:
+    """`gan keys EXP`: (key, value, meaning) for each of the callable's own arguments (`args`: as the config holds
+    them, defaults filled in), and the standard keys it takes by name."""
     from gan import tomlfile
 
     sig, hints, rows = signature(fn), _hints(fn), []
     if sig is None:
-        return [(f"{section}.args.{k}", tomlfile.value(v), "(not checked: no signature)") for k, v in given.items()]
+        return [(f"{section}.args.{k}", tomlfile.value(v), "(not checked: no signature)") for k, v in args.items()]
     for p in sig.parameters.values():
         if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
             continue
-        ann = _annotation(hints[p.name]) if p.name in hints else "any"
+        ann = _annotation(hints[p.name]) if p.name in hints else "any type"
         if p.name in standard:
-            rows.append((f"{section}.{p.name}", tomlfile.value(standard[p.name]) if _toml_value(standard[p.name])
-                         else str(standard[p.name]), f"{ann}: passed by name ({short(ref)} takes it)"))
+            v = standard[p.name]
+            key = {"image_size": "data.image_size", "num_classes": "num_classes"}.get(p.name, f"{section}.{p.name}")
+            rows.append((key, tomlfile.value(v) if _toml_value(v) else str(v), f"{ann}: passed by name"))
             continue
-        if p.name in given:
-            value, how = tomlfile.value(given[p.name]), "set in the experiment"
-        elif p.default is p.empty:
-            value, how = "(required)", "required"
-        else:
-            value, how = (tomlfile.value(p.default) if _toml_value(p.default) else repr(p.default)), "its default"
-        rows.append((f"{section}.args.{p.name}", value, f"{ann}: {how}"))
+        default = "required" if p.default is p.empty else \
+            f"default {tomlfile.value(p.default) if _toml_value(p.default) else repr(p.default)}"
+        if p.name not in args:
+            rows.append((f"{section}.args.{p.name}", "-", f"{ann}, {default}"))
+            continue
+        how = "its default" if p.default is not p.empty and args[p.name] == p.default else f"set ({default})"
+        rows.append((f"{section}.args.{p.name}", tomlfile.value(args[p.name]), f"{ann}, {how}"))
     return rows
 
 

@@ -36,6 +36,7 @@ def _run(make_trainer) -> None:
 
     ddp = dist.env_world() > 1
     stop = Stop(debounce=2.0 if ddp else 0.0, droppable=not ddp, log=console.print).install()
+    trainer = None
     try:
         try:
             trainer = make_trainer(stop)
@@ -46,6 +47,14 @@ def _run(make_trainer) -> None:
     except DiskFull as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT["failed"]) from None
+    except Exception as e:  # raised in the user's own model or loss: their traceback, one line (usercode)
+        from gan.usercode import UserCodeError, blame
+
+        ref = None if isinstance(e, GanError) else blame(e)
+        if ref is None:
+            raise
+        when = f"at step {trainer.step + 1} of {trainer.run_dir}" if trainer is not None else "before the first step"
+        raise UserCodeError(ref, when, e, exit_code=EXIT["failed"]) from None
     finally:
         stop.uninstall()
 
@@ -73,7 +82,7 @@ def train(
         if name is not None or logs != Path("logs") or run_dir is not None:
             raise GanError("--resume continues the run in its own folder: --name, --logs and --run-dir do not apply")
         _same_experiment(exp, resume, set_)
-        return resume_cmd(resume, set_, device, nproc)
+        return resume_cmd(resume, set_, device, nproc, False)
     if name is not None:
         rundir.check_name(name, "--name")
     if run_dir is not None and (name is not None or logs != Path("logs")):
@@ -117,19 +126,24 @@ def resume_cmd(run_dir: Path = typer.Argument(..., help="a run folder under logs
                                               "change its model, data, loss or metrics are refused"),
                device: str = typer.Option("auto", help="auto, cpu or cuda"),
                nproc: int = typer.Option(1, "--nproc", min=1, help="processes (DDP through torchrun); a run "
-                                                                   "resumes on any number of them")) -> None:
+                                                                   "resumes on any number of them"),
+               allow_code_change: bool = typer.Option(False, "--allow-code-change", help="go on although the "
+                                                      "user's model/loss files differ from those the run started "
+                                                      "with (recorded in run.json; refused otherwise)")) -> None:
     """Continue a run from its checkpoints/last.pt, in the same folder and TensorBoard run."""
-    from gan import checkpoint, config, dist
+    from gan import checkpoint, coderecord, config, dist
 
     if not (run_dir / "run.json").is_file() or not (run_dir / "config.toml").is_file():
         raise GanError(f"'{run_dir}' is not a run folder (no run.json/config.toml)")
     if checkpoint.resumable(run_dir) is None:
         raise GanError(f"'{run_dir}' has no checkpoints/last.pt to resume from")
     config.check_resume_overrides(set_)
+    coderecord.check_resume(run_dir, allow_code_change)  # the run's own code, or --allow-code-change
     cfg = config.load(str(run_dir / "config.toml"), set_)
     if nproc > 1 and not dist.launched():
         raise typer.Exit(dist.launch(nproc, ["resume", str(run_dir), "--device", device,
-                                             *[a for s in set_ for a in ("--set", s)]]))
+                                             *[a for s in set_ for a in ("--set", s)]]
+                                     + (["--allow-code-change"] if allow_code_change else [])))
     from gan.engine import Trainer
 
     def make(stop):
@@ -195,14 +209,25 @@ def validate(exp: str = typer.Argument(..., help="experiment name or .toml path"
 
 
 @app.command()
-def keys() -> None:
+@friendly
+def keys(exp: Optional[str] = typer.Argument(None, help="also this experiment's own arguments: its model's "
+                                             "[model.args] and loss's [loss.args], with their values or defaults")
+         ) -> None:
     """Every config key with its default and meaning."""
+    from rich.markup import escape
+
     from gan import config
 
     t = Table("key", "default", "meaning", box=None)
     for k, d, doc in config.keys_doc():
-        t.add_row(k, d, doc)
+        t.add_row(k, escape(d), escape(doc))
     console.print(t)
+    if exp is not None:
+        rows = config.own_keys(config.load(exp))
+        t = Table("key", "value", "meaning", box=None, title=f"{exp}: its own model's and loss's arguments")
+        for k, v, doc in rows:
+            t.add_row(k, escape(v), escape(doc))
+        console.print(t if rows else f"{exp}: built-in model and loss: no arguments of their own")
 
 
 @app.command()
