@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gan import lookup, tomlfile, usercode
+from gan import lookup, tomlfile, userargs, usercode
 from gan.overrides import (ALIASES, USER_REFS, check_resume_overrides, explicit_wins, get_key,  # noqa: F401
                            last_wins, parse_override, resume_locked, set_key, split_key)
 from gan.errors import GanError
@@ -250,7 +250,7 @@ def cross_check(cfg: Config, where: str) -> None:
     if cfg.loss.name != "bce" and (cfg.loss.label_smoothing or cfg.loss.label_noise):
         raise GanError(f"{where}: loss.label_smoothing/label_noise apply to loss.name = 'bce' only")
     if usercode.is_ref(cfg.loss.name):  # the user's loss: imported, its [loss.args] checked (gan/usercode.py)
-        cfg.loss.args = usercode.check_loss(cfg.loss, where)
+        cfg.loss.args = userargs.check_loss(cfg.loss, where)
     elif cfg.loss.args:
         raise GanError(f"{where}: [loss.args] is for your own loss (loss.name = \"path/to/losses.py:name\"); "
                        f"{cfg.loss.name!r} takes [loss] keys")
@@ -275,7 +275,7 @@ def _check_arch(cfg: Config, where: str) -> None:
 
     m = cfg.model
     if usercode.is_ref(m.arch):
-        m.args = usercode.check_model(m, cfg.data.image_size, where)
+        m.args = userargs.check_model(m, cfg.data.image_size, where)
         return
     registered = getattr(sys.modules.get("gan.models"), "ARCHES", {})  # gan.models.register from a script
     fam = BUILTIN.get(m.arch) or registered.get(m.arch)
@@ -347,9 +347,9 @@ def own_keys(cfg: Config) -> list[tuple[str, str, str]]:
     rows = []
     if usercode.is_ref(cfg.model.arch):
         fn = usercode.load(cfg.model.arch, "model.arch").obj
-        std = usercode.model_standard(cfg.model, cfg.data.image_size, "(the dataset's class count when conditional)")
-        rows += usercode.arg_rows(cfg.model.arch, fn, cfg.model.args, std, "model")
+        std = userargs.model_standard(cfg.model, cfg.data.image_size, "(the dataset's class count when conditional)")
+        rows += userargs.arg_rows(cfg.model.arch, fn, cfg.model.args, std, "model")
     if usercode.is_ref(cfg.loss.name):
         obj = usercode.load(cfg.loss.name, "loss.name").obj
-        rows += [] if usercode.is_loss_object(obj) else usercode.arg_rows(cfg.loss.name, obj, cfg.loss.args, {}, "loss")
+        rows += [] if userargs.is_loss_object(obj) else userargs.arg_rows(cfg.loss.name, obj, cfg.loss.args, {}, "loss")
     return rows

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gan import usercode
+from gan import userargs, usercode
 from gan.errors import GanError
 
 USER: dict[str, object] = {}  # loss.name -> the user's loss object of the run being built (prepare)
@@ -20,12 +20,12 @@ def prepare(loss_cfg) -> object | None:
     if not usercode.is_ref(loss_cfg.name):
         return None
     obj = usercode.load(loss_cfg.name, "loss.name").obj
-    if not usercode.is_loss_object(obj):
+    if not userargs.is_loss_object(obj):
         try:
             obj = obj(**loss_cfg.args)
         except Exception as e:
             raise usercode.UserCodeError(loss_cfg.name, "at construction", e) from None
-        if not usercode.is_loss_object(obj):
+        if not userargs.is_loss_object(obj):
             raise GanError(f"{usercode.display(loss_cfg.name)} returned a {type(obj).__name__}; expected an object "
                            "with d(real, fake) and g(fake)")
     USER[loss_cfg.name] = obj
