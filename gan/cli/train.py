@@ -187,7 +187,7 @@ def list_cmd(models: bool = typer.Option(False, "--models", help="list model fam
     from gan import lookup, usercode
 
     for name, p, where in lookup.listing():  # ./experiments/ first, then the shipped ones (gan/lookup.py)
-        mark = "" if where == "shipped" else f"  ({where}: {p})"
+        mark = "" if where == "shipped" else f"  ({where}: {usercode.display(str(p))})"
         try:
             c = config.load(str(p))
             length = f"{c.train.epochs:g} epochs" if c.train.epochs else f"{c.train.steps} steps"
