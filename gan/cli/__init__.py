@@ -11,7 +11,7 @@ import sys
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train GANs on CIFAR-10 from experiments/*.toml and compare them in TensorBoard.")
+                  help="Train GANs on CIFAR-10 from experiment files (gan list) and compare them in TensorBoard.")
 
 # each module adds its commands to `app`, in the order `gan --help` lists them
 from gan.cli import train  # noqa: E402,F401,I001

@@ -62,7 +62,8 @@ def _run(make_trainer) -> None:
 @app.command()
 @friendly
 def train(
-    exp: str = typer.Argument(..., help="experiment name under experiments/ or a path to a .toml"),
+    exp: str = typer.Argument(..., help="experiment name (./experiments/NAME.toml, else a shipped one: gan "
+                                         "list) or a path to a .toml"),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     name: Optional[str] = typer.Option(None, help="suffix of the run folder's name (letters, digits, . _ - ...)"),
