@@ -138,8 +138,9 @@ def resumed(run_dir: Path, info: dict, cfg_toml: str, step: int, log) -> tuple[d
     if changed:
         entry |= {"code_changed": changed, "allowed_by": "--allow-code-change"}
         rec = write(run_dir, snap, sub=f"step-{step}/")["code"]
-        log(f"[yellow]resuming with changed code (--allow-code-change): {', '.join(usercode.display(c['path']) for c in changed)}; the new "
-            f"files are kept under {Path(run_dir) / 'code' / f'step-{step}'}[/]")
+        names = ", ".join(usercode.display(c["path"]) for c in changed)
+        log(f"[yellow]resuming with changed code (--allow-code-change): {names}; the new files are kept under "
+            f"{Path(run_dir) / 'code' / f'step-{step}'}[/]")
         return entry, rec
     log(f"[yellow]note: gan's own code differs from the run's start (code {old.get('id')} → {new_id}; run.json "
         "`resumed` keeps it)[/]")
