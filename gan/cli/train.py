@@ -184,6 +184,8 @@ def list_cmd(models: bool = typer.Option(False, "--models", help="list model fam
         for n, a in sorted(ARCHES.items()):
             console.print(f"{n:16} {'/'.join(map(str, a.sizes)):6} {'conditional' if a.conditional else '':12}"
                           f"{a.doc}")
+        console.print('or your own: model.arch = "path/to/file.py:build", a callable returning (G, D) (README: Your '
+                      'own GAN; examples/)', soft_wrap=True)
         return
     from gan import lookup, usercode
 
