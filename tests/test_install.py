@@ -46,3 +46,16 @@ def test_the_wheel_lists_and_trains_outside_the_checkout(tmp_path, tiny_npz):
     where = subprocess.run([sys.executable, "-c", "import gan; print(gan.__file__)"], capture_output=True, text=True,
                            cwd=user, env=env).stdout.strip()
     assert where == str(tmp_path / "site" / "gan" / "__init__.py")
+
+
+def test_a_name_is_looked_up_in_the_current_folder_then_the_package(tmp_path, monkeypatch):
+    from gan import lookup
+
+    monkeypatch.chdir(tmp_path)
+    assert config.resolve_path("quick") == config.EXPERIMENTS_DIR / "quick.toml"
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "quick.toml").write_text("[experiment]\ndescription = \"mine\"\n")
+    assert config.resolve_path("quick") == tmp_path / "experiments" / "quick.toml"
+    assert config.load("quick").experiment.description == "mine"
+    where = {n: w for n, _, w in lookup.listing()}
+    assert where["quick"] == "local, shadows the shipped one" and where["smoke"] == "shipped" and len(where) == 14

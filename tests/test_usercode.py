@@ -245,3 +245,14 @@ def test_own_model_and_own_loss_train_and_are_recorded(tmp_path, tiny_npz):
     assert (run / files["model"]["copy"]).read_text() == GOOD_MODEL
     assert (run / files["loss"]["copy"]).read_text() == GOOD_LOSS
     assert "bad.py:build conditional" in out.replace("\n", " ") and "myloss.py:LS loss" in out
+
+
+def test_the_torch_free_catalog_is_the_registry():
+    """gan/families.py (read without torch, what config checks model.arch against) says what gan.models builds."""
+    from gan.families import BUILTIN
+    from gan.models import ARCHES
+
+    assert set(ARCHES) >= set(BUILTIN)
+    for name, fam in BUILTIN.items():
+        a = ARCHES[name]
+        assert (a.sizes, a.conditional, a.doc) == (fam.sizes, fam.conditional, fam.doc)
