@@ -13,6 +13,7 @@ $(VENV): pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip uninstall -q -y gan 2>/dev/null || true  # the distribution's name before gan-tracker
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 

@@ -12,16 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gan import tomlfile
+from gan import lookup, tomlfile, userargs, usercode
+from gan.overrides import (ALIASES, USER_REFS, check_resume_overrides, explicit_wins, get_key,  # noqa: F401
+                           last_wins, parse_override, resume_locked, set_key, split_key)
 from gan.errors import GanError, did_you_mean
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+EXPERIMENTS_DIR = lookup.SHIPPED_DIR  # the shipped experiments; a name is looked up as gan/lookup.py says
+resolve_path = lookup.resolve
 
 
-def _f(default, doc: str, *, choices=None, min=None, max=None, min_open=False, factory=False):
-    meta = {"doc": doc, "choices": choices, "min": min, "max": max, "min_open": min_open}
+def _f(default, doc: str, *, choices=None, min=None, max=None, min_open=False, factory=False, user=False):
+    """`user`: besides `choices`, a reference to the user's own code (`file.py:name`, gan/usercode.py)."""
+    meta = {"doc": doc, "choices": choices, "min": min, "max": max, "min_open": min_open, "user": user}
     if factory:
-        return field(default_factory=lambda: list(default), metadata=meta)
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -49,7 +53,11 @@ class Data:
 
 @dataclass
 class Model:
-    arch: str = _f("dcgan", "generator/discriminator family, see `gan list --models`")
+    arch: str = _f("dcgan", "generator/discriminator family (`gan list --models`), or your own: "
+                            "\"path/to/file.py:build\" (relative to the experiment file) or \"package.module:build\"",
+                   user=True)
+    args: dict = _f({}, "[model.args]: your own model's keyword arguments, checked against its signature "
+                        "(`gan keys EXP` lists them)", factory=True)
     z_dim: int = _f(100, "latent size", min=1, max=4096)
     g_channels: int = _f(64, "generator base width", min=1, max=2048)
     d_channels: int = _f(64, "discriminator base width", min=1, max=2048)
@@ -64,7 +72,10 @@ class Model:
 
 @dataclass
 class Loss:
-    name: str = _f("hinge", "bce (non-saturating), hinge or wgan", choices=("bce", "hinge", "wgan"))
+    name: str = _f("hinge", "bce (non-saturating), hinge or wgan; or your own: \"path/to/losses.py:name\"",
+                   choices=("bce", "hinge", "wgan"), user=True)
+    args: dict = _f({}, "[loss.args]: your own loss's keyword arguments, checked against its signature",
+                    factory=True)
     label_smoothing: float = _f(0.0, "bce: real target is 1 - this", min=0.0, max=0.5)
     label_noise: float = _f(0.0, "bce: uniform noise of this size added to the targets", min=0.0, max=0.5)
     gp_weight: float = _f(0.0, "WGAN-GP gradient penalty weight (0 = off)", min=0.0)
@@ -162,10 +173,6 @@ def key(f: dataclasses.Field) -> str:
     return f.name.rstrip("_")
 
 
-# Keys renamed since older runs wrote their config.toml: read under the new name.
-ALIASES = {("metrics", "isc"): "is"}
-
-
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 _SECTION_CLS = {"experiment": Experiment, "data": Data, "model": Model, "loss": Loss, "optim": Optim,
                 "train": Train, "metrics": Metrics}
@@ -173,7 +180,7 @@ _SECTION_CLS = {"experiment": Experiment, "data": Data, "model": Model, "loss": 
 
 def _type_name(t) -> str:
     return {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-            "list": "a list of strings"}[t]
+            "list": "a list of strings", "dict": "a table of key = value"}[t]
 
 
 def _check(where: str, section: str, key: str, value: Any, f: dataclasses.Field) -> Any:
@@ -199,9 +206,18 @@ def _check(where: str, section: str, key: str, value: Any, f: dataclasses.Field)
     elif t == "list":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad(_type_name(t))
+    elif t == "dict":
+        if not isinstance(value, dict):
+            raise bad(_type_name(t))
+        for name, v in value.items():  # keyword arguments: names with TOML values, no deeper tables
+            if not name.isidentifier() or isinstance(v, dict):
+                raise GanError(f"{where}: {k}.{name}: expected a Python name with a value, not a table")
     m = f.metadata
+    if isinstance(value, str) and m["user"] and usercode.is_ref(value):
+        return value
     if m["choices"] is not None and value not in m["choices"]:
-        raise bad("one of " + ", ".join(repr(c) for c in m["choices"]))
+        raise bad("one of " + ", ".join(repr(c) for c in m["choices"])
+                  + (", or your own \"path/to/file.py:name\"" if m["user"] else ""))
     lo, hi = m["min"], m["max"]
     if lo is not None and (value < lo or (m["min_open"] and value == lo)):
         raise bad(f"{'>' if m['min_open'] else '≥'} {lo}" + (f" and ≤ {hi}" if hi is not None else ""))
@@ -234,14 +250,8 @@ def from_dict(doc: dict, where: str) -> Config:
 def cross_check(cfg: Config, where: str) -> None:
     """Rules that involve more than one key."""
     from gan import augment
-    from gan.models import ARCHES  # late import: models import torch
 
-    if cfg.model.arch not in ARCHES:
-        raise GanError(f"{where}: model.arch = {cfg.model.arch!r}: expected one of {', '.join(sorted(ARCHES))}")
-    sizes = ARCHES[cfg.model.arch].sizes
-    if cfg.data.image_size not in sizes:
-        raise GanError(f"{where}: data.image_size = {cfg.data.image_size}: model {cfg.model.arch!r} makes "
-                       f"{' or '.join(map(str, sizes))}×{' or '.join(map(str, sizes))} images")
+    _check_arch(cfg, where)
     if cfg.data.dataset in ("npz", "folder") and not cfg.data.path:
         raise GanError(f"{where}: data.path is empty: dataset {cfg.data.dataset!r} needs a path")
     for e in cfg.metrics.extractors:
@@ -250,10 +260,11 @@ def cross_check(cfg: Config, where: str) -> None:
                            "expected a list out of 'auto', 'inception', 'c10'")
     if cfg.loss.name != "bce" and (cfg.loss.label_smoothing or cfg.loss.label_noise):
         raise GanError(f"{where}: loss.label_smoothing/label_noise apply to loss.name = 'bce' only")
-    if cfg.model.conditional and not ARCHES[cfg.model.arch].conditional:
-        conditional = ", ".join(sorted(n for n, a in ARCHES.items() if a.conditional))
-        raise GanError(f"{where}: model.conditional = true: model {cfg.model.arch!r} has no conditional form "
-                       f"(use one of {conditional})")
+    if usercode.is_ref(cfg.loss.name):  # the user's loss: imported, its [loss.args] checked (gan/usercode.py)
+        cfg.loss.args = userargs.check_loss(cfg.loss, where)
+    elif cfg.loss.args:
+        raise GanError(f"{where}: [loss.args] is for your own loss (loss.name = \"path/to/losses.py:name\"); "
+                       f"{cfg.loss.name!r} takes [loss] keys")
     try:
         augment.parse(cfg.train.diffaug)
     except ValueError as e:
@@ -266,99 +277,32 @@ def cross_check(cfg: Config, where: str) -> None:
         raise GanError(f"{where}: {e}") from None
 
 
-def parse_override(item: str) -> tuple[str, str, Any]:
-    if "=" not in item:
-        raise GanError(f"--set {item!r}: expected section.key=value")
-    key, raw = item.split("=", 1)
-    if key.count(".") != 1:
-        raise GanError(f"--set {item!r}: expected section.key=value, e.g. optim.batch_size=64")
-    section, name = key.strip().split(".")
-    try:  # a TOML value (numbers, booleans, lists, quoted strings); bare words are strings
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return section, name, value
+def _check_arch(cfg: Config, where: str) -> None:
+    """model.arch: a built-in family (gan/families.py, no torch imported), one a wrapper script registered, or the
+    user's own callable, imported with its [model.args] checked against its signature (gan/usercode.py)."""
+    import sys
 
+    from gan.families import BUILTIN, conditional_names
 
-# What a resumed run may not change: its identity (experiment, data, model, loss, numerics) and what its metric
-# numbers mean (the protocol). Everything else (length, cadences, learning rates...) may change on resume.
-RESUME_LOCKED = {"experiment": None, "data": None, "model": None, "loss": None,
-                 "optim": {"batch_size", "n_dis", "g_batch_size"}, "train": {"precision", "diffaug"},
-                 "metrics": {"extractors", "num_samples", "ref_samples", "inception_weights", "fid", "kid", "is",
-                             "prc", "classes"}}
-
-
-def resume_locked(section: str, k: str) -> bool:
-    locked = RESUME_LOCKED.get(section, set())
-    return locked is None or k in locked or ALIASES.get((section, k)) in locked
-
-
-def check_resume_overrides(overrides: list[str]) -> None:
-    """A resumed run refuses --set of a key that would change its model, data, loss or metric protocol."""
-    for item in overrides:
-        section, k, _ = parse_override(item)
-        if resume_locked(section, k):
-            raise GanError(f"--set {item}: {section}.{k} cannot change when a run resumes (it would change the "
-                           f"run's model, data, loss or metrics); start a new run with `gan train`")
-
-
-# Keys that make another key meaningless. An explicit --set of the meaningless key always wins over the file: it
-# takes effect (the masking key is changed: `fix`) or is refused with one line naming both; when --set gives both
-# keys they contradict each other: refused. (train.minutes and train.steps are two limits, whichever comes first;
-# loss.label_* outside bce and model.conditional without a conditional model are refused in cross_check.)
-MASKS = [  # (key, masking key, masked when, fix or None)
-    (("train", "steps"), ("train", "epochs"), lambda c: c.train.epochs > 0, 0.0),
-    (("optim", "ema_start"), ("optim", "ema_decay"), lambda c: c.optim.ema_decay == 0, None),
-    (("metrics", "*"), ("metrics", "enabled"), lambda c: not c.metrics.enabled, None),
-    (("metrics", "inception_weights"), ("metrics", "extractors"),
-     lambda c: not {"auto", "inception"} & set(c.metrics.extractors), None),
-    (("data", "path"), ("data", "dataset"), lambda c: c.data.dataset == "cifar10", None),
-    (("data", "root"), ("data", "dataset"), lambda c: c.data.dataset != "cifar10", None),
-]
-
-
-def _explicit_wins(cfg: Config, given: dict[tuple[str, str], str], path: Path) -> None:
-    for (sec, k), (msec, mk), masked, fix in MASKS:
-        for (gs, gk), item in given.items():
-            if gs != sec or (k != "*" and ALIASES.get((gs, gk), gk) != k) or (gs, gk) == (msec, mk) \
-                    or not masked(cfg):
-                continue
-            have = tomlfile.value(getattr(getattr(cfg, msec), mk))
-            if (msec, mk) in given:
-                raise GanError(f"--set {item} and --set {given[(msec, mk)]} contradict each other: {msec}.{mk} = "
-                               f"{have} makes {gs}.{gk} meaningless; choose one")
-            if fix is None:
-                raise GanError(f"--set {item}: no effect while {msec}.{mk} = {have} (in {path}); --set {msec}.{mk} "
-                               "too")
-            setattr(getattr(cfg, msec), mk, fix)
-
-
-def resolve_path(exp: str) -> Path:
-    p = Path(exp)
-    if p.is_dir():
-        raise GanError(f"experiment '{exp}' is a folder: expected a .toml file or the name of one under "
-                       f"experiments/")
-    if p.suffix == ".toml" or "/" in exp:
-        if p.is_dir():
-            raise GanError(f"experiment file '{exp}' is a folder: expected a .toml file")
-        if not p.is_file():
-            raise GanError(f"experiment file '{exp}' not found")
-        return p
-    p = EXPERIMENTS_DIR / f"{exp}.toml"
-    if not p.is_file() and Path(exp).is_dir():
-        raise GanError(f"experiment '{exp}' is a folder: expected an experiment name or a .toml file")
-    if not p.is_file():
-        names = sorted(x.stem for x in EXPERIMENTS_DIR.glob("*.toml"))
-        raise GanError(f"no experiment named '{exp}'{did_you_mean(exp, names)} (known: {', '.join(names)})")
-    return p
-
-
-def last_wins(overrides: list[str]) -> list[str]:
-    """The one rule for a key given twice with --set, in every command (train, resume, validate, sweep): the last
-    value wins, as in most command lines; the earlier ones are dropped here, before anything reads them."""
-    keys = [tuple(parse_override(i)[:2]) for i in overrides]
-    last = {k: n for n, k in enumerate(keys)}
-    return [i for n, (i, k) in enumerate(zip(overrides, keys)) if last[k] == n]
+    m = cfg.model
+    if usercode.is_ref(m.arch):
+        m.args = userargs.check_model(m, cfg.data.image_size, where)
+        return
+    registered = getattr(sys.modules.get("gan.models"), "ARCHES", {})  # gan.models.register from a script
+    fam = BUILTIN.get(m.arch) or registered.get(m.arch)
+    if fam is None:
+        raise GanError(f"{where}: model.arch = {m.arch!r}: expected one of {', '.join(sorted(BUILTIN | registered))}"
+                       ", or your own \"path/to/file.py:build\"")
+    if m.args:
+        raise GanError(f"{where}: [model.args] is for your own model (model.arch = \"path/to/file.py:build\"); "
+                       f"{m.arch!r} takes [model] keys")
+    if cfg.data.image_size not in fam.sizes:
+        sizes = " or ".join(map(str, fam.sizes))
+        raise GanError(f"{where}: data.image_size = {cfg.data.image_size}: model {m.arch!r} makes {sizes}×{sizes} "
+                       "images")
+    if m.conditional and not fam.conditional:
+        raise GanError(f"{where}: model.conditional = true: model {m.arch!r} has no conditional form "
+                       f"(use one of {conditional_names()})")
 
 
 def load(exp: str, overrides: list[str] | None = None) -> Config:
@@ -372,10 +316,9 @@ def load(exp: str, overrides: list[str] | None = None) -> Config:
     doc = tomlfile.parse(raw, str(path))
     for item in overrides or []:
         section, key, value = parse_override(item)
-        doc.setdefault(section, {})
-        if not isinstance(doc[section], dict):
-            raise GanError(f"--set {item!r}: [{section}] is not a table")
-        doc[section][key] = value
+        if (section, key) in USER_REFS:  # a path on the command line is relative to the current directory
+            value = usercode.absolute(value, Path.cwd())
+        set_key(doc, section, key, value, item)
     where = f"{path}" + (" (with --set)" if overrides else "")
     return validate(doc, where, path.stem, {tuple(parse_override(i)[:2]): i for i in overrides or []}, path)
 
@@ -384,7 +327,9 @@ def validate(doc: dict, where: str, stem: str, given: dict | None = None, path: 
     """A parsed TOML document as a Config, every rule checked (GanError naming `where` otherwise); `given`:
     {(section, key): item} of the --set items, `stem`: the name when the document gives none."""
     cfg = from_dict(doc, where)
-    _explicit_wins(cfg, given or {}, path or where)
+    base = Path(path).resolve().parent if path else Path.cwd()  # a path in an experiment file: relative to it
+    cfg.model.arch, cfg.loss.name = usercode.absolute(cfg.model.arch, base), usercode.absolute(cfg.loss.name, base)
+    explicit_wins(cfg, given or {}, path or where)
     if not cfg.experiment.name:
         cfg.experiment.name = stem
     if cfg.data.root == "data" and os.environ.get("GAN_DATA_ROOT"):
@@ -405,4 +350,17 @@ def keys_doc() -> list[tuple[str, str, str]]:
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             rows.append((f"{section}.{key(f)}", tomlfile.value(default), f.metadata["doc"]))
+    return rows
+
+
+def own_keys(cfg: Config) -> list[tuple[str, str, str]]:
+    """`gan keys EXP`: the arguments of the experiment's own model and loss, with their values (gan/usercode.py)."""
+    rows = []
+    if usercode.is_ref(cfg.model.arch):
+        fn = usercode.load(cfg.model.arch, "model.arch").obj
+        std = userargs.model_standard(cfg.model, cfg.data.image_size, "(the dataset's class count when conditional)")
+        rows += userargs.arg_rows(cfg.model.arch, fn, cfg.model.args, std, "model")
+    if usercode.is_ref(cfg.loss.name):
+        obj = usercode.load(cfg.loss.name, "loss.name").obj
+        rows += [] if userargs.is_loss_object(obj) else userargs.arg_rows(cfg.loss.name, obj, cfg.loss.args, {}, "loss")
     return rows

@@ -15,8 +15,10 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 def banner(run_dir: Path, c, g_params: int, d_params: int, where: str, steps: int, precision: str, data) -> str:
     """The line that opens a run: what trains (its parameter counts), how long, on what, from which data."""
-    return (f"run [bold]{run_dir}[/]: {c.model.arch}{' conditional' if data.num_classes else ''} G "
-            f"{g_params / 1e6:.2f}M D {d_params / 1e6:.2f}M, {c.loss.name} loss, {steps} "
+    from gan.usercode import short
+
+    return (f"run [bold]{run_dir}[/]: {short(c.model.arch)}{' conditional' if data.num_classes else ''} G "
+            f"{g_params / 1e6:.2f}M D {d_params / 1e6:.2f}M, {short(c.loss.name)} loss, {steps} "
             f"steps on {where}, {precision}" + (f", DiffAugment {c.train.diffaug}" if c.train.diffaug else "")
             + (f", at most {c.train.minutes:g} min" if c.train.minutes else "") + f", data {data.source}")
 

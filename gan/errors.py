@@ -10,7 +10,8 @@ class GanError(Exception):
 
 
 def friendly(fn):
-    """Wrap a typer command: GanError -> `error: ...` on stderr and its exit code (2, or 1 for a full disk)."""
+    """Wrap a typer command: GanError -> `error: ...` on stderr and its exit code (2, or 1 for a full disk); an
+    error from the user's own code (gan.usercode.UserCodeError) prints its traceback first."""
     import typer
 
     @functools.wraps(fn)
@@ -18,6 +19,8 @@ def friendly(fn):
         try:
             return fn(*a, **k)
         except GanError as e:
+            if getattr(e, "traceback", None):
+                typer.echo(e.traceback, err=True)
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
     return wrapper

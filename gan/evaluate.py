@@ -41,7 +41,7 @@ def class_names(num_classes: int) -> list[str]:
 
 
 def load_generator(run: Path, which: str, device) -> Loaded:
-    from gan import checkpoint, config
+    from gan import checkpoint, coderecord, config
     from gan.models import build
 
     if which not in WHICH:
@@ -52,10 +52,11 @@ def load_generator(run: Path, which: str, device) -> Loaded:
     if not p.is_file() and not checkpoint.prev_of(p).is_file():
         why = " (no metric has been evaluated yet?)" if which == "best" else ""
         raise GanError(f"'{run}' has no checkpoints/{which}.pt{why}")
-    cfg = config.load(str(run / "config.toml"))
-    state = checkpoint.load(p, lambda m: console.print(m))
-    k = int(state.get("num_classes", 0) or 0)
-    G, _ = build(cfg.model, cfg.data.image_size, k)
+    with coderecord.from_run(run):  # a user's model from the run's own copy of its file: the run folder alone
+        cfg = config.load(str(run / "config.toml"))
+        state = checkpoint.load(p, lambda m: console.print(m))
+        k = int(state.get("num_classes", 0) or 0)
+        G, _ = build(cfg.model, cfg.data.image_size, k)
     sd = state["G_ema"] if state.get("G_ema") is not None else state["G"]
     try:
         G.load_state_dict(sd)

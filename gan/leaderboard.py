@@ -18,7 +18,8 @@ from gan import fileio, runlock
 from gan.errors import GanError
 from gan.events import best_point, first_reaching, load_scalars, metric_tags
 from gan.metrics import protocol
-from gan.runs import fmt_duration, info_of, precision_of, protocol_of, run_config, short_labels, sweep_of
+from gan.runs import (code_differs, code_of, fmt_duration, info_of, precision_of, protocol_of, run_config,
+                      short_labels, sweep_of)
 
 MARK = "†"
 
@@ -56,6 +57,7 @@ class Row:
     status: str = "?"  # run.json's, `dead` when it says running and nobody holds the run's lock
     precision: str | None = None  # the precision it trained in (run.json)
     sweep: str | None = None  # the sweep folder it belongs to
+    code: str | None = None  # the id of the code that made it (gan/coderecord.py)
 
 
 @dataclass
@@ -68,8 +70,10 @@ class Board:
 
 
 def describe_model(run: Path) -> str:
+    from gan.usercode import short
+
     m = run_config(run).get("model", {})
-    return f"{m.get('arch', '?')}{' conditional' if m.get('conditional') else ''}"
+    return f"{short(str(m.get('arch', '?')))}{' conditional' if m.get('conditional') else ''}"
 
 
 def describe_device(info: dict) -> str:
@@ -91,7 +95,7 @@ def row_of(run: Path, label: str, experiment: str, at: list) -> Row:
     return Row(run, label, experiment, describe_model(run), describe_device(info),
                statistics.median(rate.values) if rate and rate.values else None, best, reached, protocol_of(run),
                status=runlock.live(info.get("status", "?"), run) or "?", precision=precision_of(info, run_config(run).get("train", {})),
-               sweep=sweep_of(run))
+               sweep=sweep_of(run), code=code_of(info))
 
 
 def order(tags: set, primary: str | None) -> list[str]:
@@ -162,7 +166,8 @@ def table(b: Board):
     t.add_column("run", no_wrap=True)
     sweeps = any(r.sweep for r in b.rows)
     statuses = any(r.status != "completed" for r in b.rows)  # a live or dead run among finished ones: said
-    for h in ("sweep",) * sweeps + ("status",) * statuses + ("model", "device · precision"):
+    codes = code_differs((r.experiment, r.code) for r in b.rows)  # one experiment made by different code: said
+    for h in ("sweep",) * sweeps + ("status",) * statuses + ("code",) * codes + ("model", "device · precision"):
         t.add_column(h)
     t.add_column("img/s", justify="right")
     for tag in b.tags:
@@ -171,7 +176,8 @@ def table(b: Board):
         t.add_column(f"{_at_name(tag, thr)}\ntime · images", justify="right")
     for i, r in enumerate(b.rows, 1):
         cells = [str(i), r.label + (f" {MARK}" if r.differs else ""), *([r.sweep or "—"] if sweeps else []),
-                 *([r.status] if statuses else []), r.model, f"{r.device} · {r.precision or '?'}",
+                 *([r.status] if statuses else []), *([(r.code or "—")[:8]] if codes else []), r.model,
+                 f"{r.device} · {r.precision or '?'}",
                  "—" if r.images_per_sec is None else f"{r.images_per_sec:,.0f}"]
         cells += [f"{r.best[t][1]:.4g}" if t in r.best else "—" for t in b.tags]
         for key in b.at:
@@ -184,7 +190,8 @@ def table(b: Board):
 
 def write_csv(b: Board, out: Path) -> Path:
     """The table at full precision, one row per run (ranked), with the protocol differences per row."""
-    head = ["rank", "run", "path", "experiment", "sweep", "status", "model", "device", "precision", "images_per_sec"]
+    head = ["rank", "run", "path", "experiment", "sweep", "status", "code", "model", "device", "precision",
+            "images_per_sec"]
     for tag in b.tags:
         n = tag.split("/", 1)[1]
         head += [f"best {n}", f"best {n} step"]
@@ -196,7 +203,8 @@ def write_csv(b: Board, out: Path) -> Path:
     w = csv.writer(buf)
     w.writerow(head)
     for i, r in enumerate(b.rows, 1):
-        cells = [i, r.label, str(r.run), r.experiment, r.sweep or "", r.status, r.model, r.device, r.precision or "",
+        cells = [i, r.label, str(r.run), r.experiment, r.sweep or "", r.status, r.code or "", r.model, r.device,
+                 r.precision or "",
                  _full(r.images_per_sec)]
         for tag in b.tags:
             cells += [_full(r.best[tag][1]), r.best[tag][0]] if tag in r.best else ["", ""]

@@ -1,12 +1,41 @@
-"""Every GAN loss and penalty in one place. D outputs raw logits; each loss applies its own link."""
+"""Every GAN loss and penalty in one place. D outputs raw logits; each loss applies its own link.
+
+A user's own loss, `loss.name = "path/to/losses.py:name"`, names an object with `d(real, fake)` and `g(fake)` (raw
+D logits of shape (N,) in, a scalar out), or a callable (a class) that makes one from its [loss.args]. `prepare`
+makes it once per run (gan/contract.py checks it on 2 images); d_loss and g_loss then route its name to it.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from gan import userargs, usercode
+from gan.errors import GanError
+
+USER: dict[str, object] = {}  # loss.name -> the user's loss object of the run being built (prepare)
+
+
+def prepare(loss_cfg) -> object | None:
+    """The user's loss object for this config (None for a built-in loss), kept under its name for d_loss/g_loss."""
+    if not usercode.is_ref(loss_cfg.name):
+        return None
+    obj = usercode.load(loss_cfg.name, "loss.name").obj
+    if not userargs.is_loss_object(obj):
+        try:
+            obj = obj(**loss_cfg.args)
+        except Exception as e:
+            raise usercode.UserCodeError(loss_cfg.name, "at construction", e) from None
+        if not userargs.is_loss_object(obj):
+            raise GanError(f"{usercode.display(loss_cfg.name)} returned a {type(obj).__name__}; expected an object "
+                           "with d(real, fake) and g(fake)")
+    USER[loss_cfg.name] = obj
+    return obj
+
 
 def d_loss(name: str, real: torch.Tensor, fake: torch.Tensor, smoothing: float = 0.0,
            noise: float = 0.0) -> torch.Tensor:
+    if name in USER:
+        return USER[name].d(real, fake)
     if name == "bce":
         # One-sided label smoothing (Salimans et al. 2016) plus optional uniform noise on the targets.
         t_real = torch.full_like(real, 1.0 - smoothing)
@@ -24,6 +53,8 @@ def d_loss(name: str, real: torch.Tensor, fake: torch.Tensor, smoothing: float =
 
 
 def g_loss(name: str, fake: torch.Tensor) -> torch.Tensor:
+    if name in USER:
+        return USER[name].g(fake)
     if name == "bce":  # non-saturating: maximise log D(G(z))
         return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
     if name in ("hinge", "wgan"):

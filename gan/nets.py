@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from gan import compat
+from gan import compat, contract
 from gan.dist import Dist, sync_batchnorm
 from gan.models import build, gemm
 
@@ -68,6 +68,7 @@ def make(cfg, dist: Dist, num_classes: int = 0) -> Nets:
     mf = torch.channels_last if c.train.channels_last else torch.contiguous_format
     G.to(dist.device, memory_format=mf)
     D.to(dist.device, memory_format=mf)
+    contract.check(c, G, D, dist.device, num_classes)  # a user's own model or loss, on 2 images (gan/contract.py)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if c.optim.ema_decay > 0 else None
     G_train, D_train = G, D
     if dist.ddp:

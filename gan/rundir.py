@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from gan import fileio
+from gan import coderecord, fileio
 from gan.errors import GanError
 from gan.metrics import protocol
 from gan.writer import Null, Tracker, hparam_metrics
@@ -92,8 +92,10 @@ def versions() -> dict:
     import torch_fidelity
     import torchvision
 
+    from gan import __version__
+
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "torch_fidelity": torch_fidelity.__version__}
+            "torch_fidelity": torch_fidelity.__version__, "gan": __version__}
 
 
 class RunInfo:
@@ -133,13 +135,18 @@ class Recorder:
 
     def started(self, first: bool, cfg_toml: str, facts: dict, step: int, world: int | None,
                 resume_set: list | None = None) -> None:
-        if first:
-            self.info.update(status="running", started=now(), versions=versions(), git_commit=git_commit(), **facts)
+        main = not isinstance(self.info, Null)
+        if first:  # the code that made it: git, the user's files copied (gan/coderecord.py)
+            code = coderecord.record(self.run_dir, cfg_toml) if main else {}
+            self.info.update(status="running", started=now(), versions=versions(), **code, **facts)
         else:
             entry = {"at": now(), "step": step} | ({"world_size": world} if world else {})
             entry |= {"set": resume_set} if resume_set else {}  # what this resume changed, never forgotten
-            self.info.update(status="running", resumed=self.info.data.get("resumed", []) + [entry], **facts)
-        if not isinstance(self.info, Null):  # the config as it runs now (a resume may have changed its length)
+            changed, code = coderecord.resumed(self.run_dir, self.info.data, cfg_toml, step, self.log) if main \
+                else ({}, None)
+            self.info.update(status="running", resumed=self.info.data.get("resumed", []) + [entry | changed],
+                             **({"code": code} if code else {}), **facts)
+        if main:  # the config as it runs now (a resume may have changed its length)
             fileio.write_atomic(self.run_dir / "config.toml", cfg_toml)
 
     def protocol(self, first: bool, proto: list[dict], notes: list[str], primary, step: int) -> None:

@@ -187,7 +187,7 @@ def run_summary(run: Path) -> dict:
            "step": _int(info.get("step")), "steps_planned": info.get("steps_planned"), "fid_tag": tag, "best": None,
            "last": None, "wall_seconds": None, "precision": precision_of(info, cfg.get("train", {})),
            "checkpoint": _int(info.get("step")) if _has_checkpoint(run) else None,
-           "limit": limit_of(info, cfg.get("train", {}))}
+           "limit": limit_of(info, cfg.get("train", {})), "code": code_of(info)}
     row["step"] = max([row["step"]] + [s.steps[-1] for s in sc.values() if s.steps])  # a live run's latest
     if tag:
         s = sc[tag]
@@ -204,6 +204,21 @@ def run_summary(run: Path) -> dict:
         if end is not None:
             row["wall_seconds"] = (end - start).total_seconds()
     return row
+
+
+def code_of(info: dict) -> str | None:
+    """The id of the code that made the run (run.json `code.id`, gan/coderecord.py); None for older runs."""
+    code = info.get("code") if isinstance(info, dict) else None
+    return code.get("id") if isinstance(code, dict) else None
+
+
+def code_differs(pairs) -> bool:
+    """Whether runs of one experiment were made by different code, over (experiment, code id) pairs."""
+    seen: dict = {}
+    for exp, code in pairs:
+        if code is not None:
+            seen.setdefault(exp, set()).add(code)
+    return any(len(ids) > 1 for ids in seen.values())
 
 
 def _int(v) -> int:
@@ -265,15 +280,18 @@ def runs_table(logs: Path, exp: str | None = None):
     t = Table(box=None, title=f"runs under {logs}" + (f"/{exp}" if exp else ""), collapse_padding=True, pad_edge=False)
     sweeps = any(r["sweep"] for r in rows)
     problems = any(r["problem"] for r in rows)
+    codes = code_differs((r["experiment"], r["code"]) for r in rows)  # one experiment, different code: a column
     table = []
     for r in rows:
         mark = "" if one or not r["fid_tag"] else f" {protocol.extractor_label(protocol.split(r['fid_tag'])[1])}"
         best = f"{r['best'][1]:.4g} ({r['best'][0]}){mark}" if r["best"] and r["best"][1] is not None else "-"
         last = f"{r['last'][1]:.4g}{mark}" if r["last"] else "-"
-        table.append([r["run"], *([r["sweep"] or "-"] if sweeps else []), r["experiment"], status_cell(r),
+        table.append([r["run"], *([r["sweep"] or "-"] if sweeps else []), r["experiment"],
+                      *([(r["code"] or "-")[:8]] if codes else []), status_cell(r),
                       steps_cell(r), r["precision"] or "-", best, last, fmt_duration(r["wall_seconds"]),
                       *([r["problem"] or ""] if problems else [])])
-    heads = ["run", *(["sweep"] if sweeps else []), "experiment", "status", "steps", "precision",
+    heads = ["run", *(["sweep"] if sweeps else []), "experiment", *(["code"] if codes else []), "status", "steps",
+             "precision",
              f"best {fid_name} (step)", f"last {fid_name}", "wall time", *(["problem"] if problems else [])]
     # a sweep's run names are long: they fold, and so does a problem; the sweep and experiment names (short, and read
     # on one line) and the facts beside them keep their width, never squeezed to "…"

@@ -30,12 +30,15 @@ def parse(raw: bytes, where: str) -> dict:
 
 
 def dumps(doc: dict) -> str:
-    """{section: {key: value}} as TOML tables, in order."""
+    """{section: {key: value}} as TOML tables, in order; a table value as [section.key] after its section."""
     lines = []
     for section, values in doc.items():
         lines.append(f"[{section}]")
-        lines += [f"{k} = {value(v)}" for k, v in values.items()]
+        lines += [f"{k} = {value(v)}" for k, v in values.items() if not isinstance(v, dict)]
         lines.append("")
+        for k, sub in values.items():  # a table inside a section ([model.args]) after the section's own keys
+            if isinstance(sub, dict) and sub:
+                lines += [f"[{section}.{k}]", *[f"{a} = {value(v)}" for a, v in sub.items()], ""]
     return "\n".join(lines)
 
 
@@ -47,4 +50,6 @@ def value(v) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, list):
         return "[" + ", ".join(value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table
+        return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
     return repr(v)

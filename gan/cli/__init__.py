@@ -13,7 +13,7 @@ import typer
 # Plain help (rich_markup_mode=None): typer's rich panels print `<bool>` beside every flag, --help included, as if it
 # took a value.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="Train GANs on CIFAR-10 from experiments/*.toml and compare them in TensorBoard.")
+                  help="Train GANs on CIFAR-10 from experiment files (gan list) and compare them in TensorBoard.")
 
 # each module adds its commands to `app`, in the order `gan --help` lists them
 from gan.cli import train  # noqa: E402,F401,I001

@@ -69,6 +69,14 @@ def _run(make_trainer) -> None:
     except DiskFull as e:  # the line names what to run once there is room: this run's resume, when it has one
         typer.echo(f"error: {e.line(resume_line(trainer.run_dir)) if trainer else e}", err=True)
         raise typer.Exit(EXIT["failed"]) from None
+    except Exception as e:  # raised in the user's own model or loss: their traceback, one line (usercode)
+        from gan.usercode import UserCodeError, blame
+
+        ref = None if isinstance(e, GanError) else blame(e)
+        if ref is None:
+            raise
+        when = f"at step {trainer.step + 1} of {trainer.run_dir}" if trainer is not None else "before the first step"
+        raise UserCodeError(ref, when, e, exit_code=EXIT["failed"]) from None
     finally:
         stop.uninstall()
 
@@ -76,7 +84,8 @@ def _run(make_trainer) -> None:
 @app.command()
 @friendly
 def train(
-    exp: str = typer.Argument(..., help="experiment name under experiments/ or a path to a .toml"),
+    exp: str = typer.Argument(..., help="experiment name (./experiments/NAME.toml, else a shipped one: gan "
+                                         "list) or a path to a .toml"),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     name: Optional[str] = typer.Option(None, help="suffix of the run folder's name (letters, digits, . _ - ...)"),
@@ -96,7 +105,7 @@ def train(
         if name is not None or logs != Path("logs") or run_dir is not None:
             raise GanError("--resume continues the run in its own folder: --name, --logs and --run-dir do not apply")
         _same_experiment(exp, resume, set_)
-        return resume_cmd(str(resume), set_, device, nproc, Path("logs"))
+        return resume_cmd(str(resume), set_, device, nproc, False, Path("logs"))
     if name is not None:
         rundir.check_name(name, "--name")
     if run_dir is not None and (name is not None or logs != Path("logs")):
@@ -141,9 +150,12 @@ def resume_cmd(run: str = typer.Argument(..., help=RUN_HELP),
                device: str = typer.Option("auto", help="auto, cpu or cuda"),
                nproc: int = typer.Option(1, "--nproc", min=1, help="processes (DDP through torchrun); a run "
                                                                    "resumes on any number of them"),
+               allow_code_change: bool = typer.Option(False, "--allow-code-change", help="go on although the "
+                                                      "user's model/loss files differ from those the run started "
+                                                      "with (recorded in run.json; refused otherwise)"),
                logs: Path = typer.Option(Path("logs"), help="root folder of the runs (for a run id)")) -> None:
     """Continue a run from its checkpoints/last.pt, in the same folder and TensorBoard run."""
-    from gan import checkpoint, config, dist
+    from gan import checkpoint, coderecord, config, dist
     from gan.runs import resolve_run
 
     run_dir = Path(run) if (Path(run) / "run.json").is_file() or Path(run).is_dir() else resolve_run(run, logs)
@@ -152,10 +164,12 @@ def resume_cmd(run: str = typer.Argument(..., help=RUN_HELP),
     if checkpoint.resumable(run_dir) is None:
         raise GanError(f"'{run_dir}' has no checkpoints/last.pt to resume from")
     config.check_resume_overrides(set_)
+    coderecord.check_resume(run_dir, allow_code_change)  # the run's own code, or --allow-code-change
     cfg = config.load(str(run_dir / "config.toml"), set_)
     if nproc > 1 and not dist.launched():
         raise typer.Exit(dist.launch(nproc, ["resume", str(run_dir), "--device", device,
-                                             *[a for s in set_ for a in ("--set", s)]]))
+                                             *[a for s in set_ for a in ("--set", s)]]
+                                     + (["--allow-code-change"] if allow_code_change else [])))
     from gan.engine import Trainer
 
     def make(stop):
@@ -195,15 +209,21 @@ def list_cmd(models: bool = typer.Option(False, "--models", help="list model fam
         for n, a in sorted(ARCHES.items()):
             console.print(f"{n:16} {'/'.join(map(str, a.sizes)):6} {'conditional' if a.conditional else '':12}"
                           f"{a.doc}")
+        console.print('or your own: model.arch = "path/to/file.py:build", a callable returning (G, D) (README: Your '
+                      'own GAN; examples/)', soft_wrap=True)
         return
-    for p in sorted(config.EXPERIMENTS_DIR.glob("*.toml")):
+    from gan import lookup, usercode
+
+    for name, p, where in lookup.listing():  # ./experiments/ first, then the shipped ones (gan/lookup.py)
+        mark = "" if where == "shipped" else f"  ({where}: {usercode.display(str(p))})"
         try:
             c = config.load(str(p))
             length = f"{c.train.epochs:g} epochs" if c.train.epochs else f"{c.train.steps} steps"
             length = f"{c.train.minutes:g} minutes" if c.train.minutes else length
-            typer.echo(f"{p.stem:15} {c.model.arch:15} {c.loss.name:6} {length:18} {c.experiment.description}")
+            typer.echo(f"{name:15} {usercode.short(c.model.arch):15} {usercode.short(c.loss.name):6} {length:18} "
+                       f"{c.experiment.description}{mark}")
         except GanError as e:
-            typer.echo(f"{p.stem:15} invalid: {e}")
+            typer.echo(f"{name:15} invalid: {e}{mark}")
 
 
 @app.command()
@@ -217,14 +237,25 @@ def validate(exp: str = typer.Argument(..., help="experiment name or .toml path"
 
 
 @app.command()
-def keys() -> None:
+@friendly
+def keys(exp: Optional[str] = typer.Argument(None, help="also this experiment's own arguments: its model's "
+                                             "[model.args] and loss's [loss.args], with their values or defaults")
+         ) -> None:
     """Every config key with its default and meaning."""
+    from rich.markup import escape
+
     from gan import config
 
     t = Table("key", "default", "meaning", box=None)
     for k, d, doc in config.keys_doc():
-        t.add_row(k, d, doc)
+        t.add_row(k, escape(d), escape(doc))
     console.print(t)
+    if exp is not None:
+        rows = config.own_keys(config.load(exp))
+        t = Table("key", "value", "meaning", box=None, title=f"{exp}: its own model's and loss's arguments")
+        for k, v, doc in rows:
+            t.add_row(k, escape(v), escape(doc))
+        console.print(t if rows else f"{exp}: built-in model and loss: no arguments of their own")
 
 
 @app.command()

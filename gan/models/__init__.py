@@ -1,4 +1,6 @@
-"""Registry of generator/discriminator families. One file per family; each registers itself here.
+"""Registry of generator/discriminator families. One file per family; each registers itself here (its facts, sizes
+and conditional form, are in gan/families.py, readable without torch). A user's own model, `model.arch =
+"path/to/file.py:callable"`, is built by gan/models/user.py under the same contract (checked: gan/contract.py).
 
 Contract: G(z, y=None) takes z of shape (N, z_dim) (and, when conditional, int64 class labels y of shape (N,)) and
 returns (N, 3, S, S) in [-1, 1]; D(x, y=None) takes (N, 3, S, S) in [-1, 1] and returns raw logits of shape (N,)
@@ -12,6 +14,8 @@ from typing import Callable
 import torch.nn as nn
 
 from gan.errors import GanError
+from gan.families import BUILTIN
+from gan.usercode import is_ref
 
 
 @dataclass(frozen=True)
@@ -26,8 +30,13 @@ class Arch:
 ARCHES: dict[str, Arch] = {}
 
 
-def register(name: str, generator, discriminator, sizes=(32,), doc: str = "", conditional: bool = False) -> None:
-    ARCHES[name] = Arch(generator, discriminator, tuple(sizes), doc, conditional)
+def register(name: str, generator, discriminator, sizes=None, doc: str | None = None,
+             conditional: bool | None = None) -> None:
+    """A family's builders; its facts (sizes, doc, conditional) from gan/families.py for a built-in name."""
+    f = BUILTIN.get(name)
+    ARCHES[name] = Arch(generator, discriminator, tuple(sizes or (f.sizes if f else (32,))),
+                        doc if doc is not None else f.doc if f else "",
+                        conditional if conditional is not None else bool(f and f.conditional))
 
 
 def sn(module: nn.Module, enabled: bool) -> nn.Module:
@@ -44,6 +53,10 @@ def apply_sn(model: nn.Module) -> nn.Module:
 
 
 def build(model_cfg, image_size: int, num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
+    if is_ref(model_cfg.arch):  # the user's own "file.py:build"
+        from gan.models import user
+
+        return user.build(model_cfg, image_size, num_classes)
     arch = ARCHES[model_cfg.arch]
     if num_classes and not arch.conditional:
         conditional = ", ".join(sorted(n for n, a in ARCHES.items() if a.conditional))

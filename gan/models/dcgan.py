@@ -80,7 +80,4 @@ register(
     "dcgan",
     lambda m, s, k: Generator(m.z_dim, m.g_channels, s, k),
     lambda m, s, k: Discriminator(m.d_channels, s, m.spectral_norm, m.d_batchnorm, m.dropout, k),
-    sizes=(32, 64),
-    doc="DCGAN: transposed-conv G, strided-conv D",
-    conditional=True,
 )

@@ -146,9 +146,6 @@ def _d(cls):
     return lambda m, s, k: cls(m.d_channels, s, m.spectral_norm, m.d_batchnorm, m.dropout)
 
 
-register("basic", lambda m, s, k: BasicGenerator(m.z_dim, m.g_channels, s), _d(BasicDiscriminator), sizes=(32,),
-         doc="tutorial GAN: Linear+Upsample/Conv G, 3×3 strided-conv D with dropout")
-register("dcgan_upsample", lambda m, s, k: UpsampleGenerator(m.z_dim, m.g_channels, s), _d(UpsampleDiscriminator),
-         sizes=(32,), doc="DCGAN variant: ConvT + Upsample/Conv G with LeakyReLU, 4×4 strided-conv D with dropout")
-register("dcgan_fc", lambda m, s, k: FCGenerator(m.z_dim, m.g_channels, s), _d(FCDiscriminator), sizes=(32,),
-         doc="DCGAN variant with fully connected layers at G's input and D's output")
+register("basic", lambda m, s, k: BasicGenerator(m.z_dim, m.g_channels, s), _d(BasicDiscriminator))
+register("dcgan_upsample", lambda m, s, k: UpsampleGenerator(m.z_dim, m.g_channels, s), _d(UpsampleDiscriminator))
+register("dcgan_fc", lambda m, s, k: FCGenerator(m.z_dim, m.g_channels, s), _d(FCDiscriminator))

@@ -124,7 +124,4 @@ register(
     "sngan_resnet",
     lambda m, s, k: Generator(m.z_dim, m.g_channels, s, k),
     lambda m, s, k: Discriminator(m.d_channels, s, m.spectral_norm, k),
-    sizes=(32,),
-    doc="SN-GAN ResNet for CIFAR-10 (Miyato et al. 2018); spectral norm in D when spectral_norm",
-    conditional=True,
 )

@@ -75,15 +75,9 @@ register(
     "sngan_cnn",
     lambda m, s, k: Generator(m.z_dim, m.g_channels, s, k),
     lambda m, s, k: Discriminator(m.d_channels, s, m.spectral_norm, k),
-    sizes=(32,),
-    doc="SN-GAN standard CNN (Miyato et al. 2018); spectral norm in D when spectral_norm",
-    conditional=True,
 )
 register(
     "wgan_cnn",
     lambda m, s, k: Generator(m.z_dim, m.g_channels, s, k),
     lambda m, s, k: Discriminator(m.d_channels, s, spectral_norm=False, num_classes=k),
-    sizes=(32,),
-    doc="SN-GAN standard CNN for WGAN-GP: critic has no spectral norm and no BatchNorm",
-    conditional=True,
 )

@@ -53,7 +53,7 @@ def split_values(raw: str) -> list[str]:
 
 def key_of(item: str, flag: str) -> tuple[str, str]:
     """'optim.g_lr=1e-4,2e-4' -> ('optim.g_lr', '1e-4,2e-4'), refusing what is not section.key=..."""
-    if "=" not in item or item.split("=", 1)[0].strip().count(".") != 1:
+    if "=" not in item or config.split_key(item.split("=", 1)[0]) is None:  # section.key or section.args.name
         raise GanError(f"{flag} {item!r}: expected section.key=" + ("V1,V2,..." if flag == "--grid" else "value"))
     key, raw = item.split("=", 1)
     key = key.strip()
@@ -115,8 +115,9 @@ def setting_name(overrides: list[str]) -> str:
     ['train.diffaug="color,translation,cutout"', 'model.conditional=true'] (a key keeps its section only where
     two swept keys share a name; `loss.name=hinge` is `loss=hinge`)."""
     keys = [o.split("=", 1)[0].strip() for o in overrides]
-    # `name` alone says nothing (loss.name=hinge): such a key is shown by its section, `loss=hinge`
-    short = [k.split(".", 1)[0] if k.endswith(".name") else k.split(".", 1)[1] for k in keys]
+    # `name` alone says nothing (loss.name=hinge): such a key is shown by its section, `loss=hinge`; a user's own
+    # argument by its name (model.args.depth=4: `depth=4`)
+    short = [k.split(".", 1)[0] if k.endswith(".name") else k.rsplit(".", 1)[1] for k in keys]
     return ", ".join(f"{s if short.count(s) == 1 else k}={label_value(o.split('=', 1)[1])}"
                      for k, s, o in zip(keys, short, overrides)) or "base"
 
@@ -190,8 +191,10 @@ def validate_value(key: str, raw: str, flag: str) -> None:
     """One value alone, checked as `--set KEY=RAW` checks it (type, range, choices); rules between keys are
     checked on whole settings. The error names the flag, the key and the value."""
     section, name, value = config.parse_override(f"{key}={raw}")
+    doc: dict = {}
+    config.set_key(doc, section, name, value, f"{key}={raw}")
     try:
-        config.from_dict({section: {name: value}}, flag)
+        config.from_dict(doc, flag)
     except GanError as e:
         raise GanError(f"{flag} {key}={raw}: {str(e).split(': ', 1)[1]}") from None
 
@@ -221,7 +224,14 @@ def write_base(exp: str, folder: Path) -> Path:
     """<sweep>/<experiment file's name>: the experiment file as it was when the sweep began, what every run starts
     from (with the sweep's --set and its own overrides), so a later edit of experiments/*.toml does not change what
     a resumed sweep runs."""
-    from gan import fileio
+    from gan import fileio, tomlfile, usercode
 
     src = config.resolve_path(exp)
-    return fileio.write_atomic(Path(folder) / src.name, src.read_bytes())
+    raw = src.read_bytes()
+    doc = tomlfile.parse(raw, str(src))
+    refs = [(s, k) for s, k in config.USER_REFS if isinstance(doc.get(s), dict) and usercode.is_ref(doc[s].get(k))]
+    if refs:  # the user's files stay where they are: their paths made absolute, as they were relative to `src`
+        for s, k in refs:
+            doc[s][k] = usercode.absolute(doc[s][k], src.resolve().parent)
+        raw = f"# {src} as the sweep began, its paths to the user's code made absolute\n{tomlfile.dumps(doc)}"
+    return fileio.write_atomic(Path(folder) / src.name, raw)

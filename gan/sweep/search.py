@@ -83,9 +83,13 @@ def validate(exp: str, sets: list[str], dists: dict[str, Dist]) -> None:
                 config.load(exp, sets + [f"{d.key}={raw}"])
             except GanError as e:
                 raise GanError(f"--sample {d.key}={raw}: {e}") from None
-        section, name = d.key.split(".")
-        ftype = next(f.type for f in dataclasses.fields(getattr(config.Config(), section))
-                     if config.key(f) == name)
+        section, name = config.split_key(d.key)
+        if name.startswith("args."):  # a user's own argument: its type as its value reads once validated
+            v = config.get_key(config.load(exp, sets + [f"{d.key}={d.args[0]}"]).to_dict(), section, name)
+            ftype = "int" if isinstance(v, int) and not isinstance(v, bool) else type(v).__name__
+        else:
+            ftype = next(f.type for f in dataclasses.fields(getattr(config.Config(), section))
+                         if config.key(f) == name)
         if d.kind in ("uniform", "loguniform") and ftype == "int":
             raise GanError(f"--sample {d.key}={d.text()}: {d.key} is an integer: use int:LO:HI")
 
@@ -97,8 +101,11 @@ def base_point(exp: str, sets: list[str], dists: dict[str, Dist]) -> tuple[dict 
     own = config.load(exp, sets).to_dict()
     out = {}
     for k, d in dists.items():
-        section, name = k.split(".")
-        v = own[section][name]
+        section, name = config.split_key(k)
+        try:
+            v = config.get_key(own, section, name)
+        except KeyError:  # a user's argument the experiment leaves unset, without a default TOML can hold
+            return None, f"{k} has no value in the experiment"
         if d.kind == "choice":
             hit = next((a for a in d.args if config.parse_override(f"{k}={a}")[2] == v), None)  # read as --set reads it
             if hit is None:
