@@ -82,7 +82,7 @@ def _run(man, kind: str, params: dict, array: bool, jobs: int | None, csv_path: 
             console.print(line)
         launcher = launchers.make(kind, man.folder, params, array, len(slots))
         man.update(man.data, launcher={"kind": kind, "params": params, "array": array}, jobs=len(slots))
-        code = Scheduler(man, launcher, slots, man.data["device"], search).run()
+        code = Scheduler(man, launcher, slots, man.data["device"], search, rounds=bool(man.data.get("rounds"))).run()
     if code not in (130, 143):
         _report(man, csv_path)
     raise typer.Exit(code)
@@ -103,6 +103,9 @@ def sweep_cmd(
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="runs at once (CPU: cores are split, torch "
                                        "threads = cores // J; default one per visible GPU, else 1; --resume: the "
                                        "sweep's own)"),
+    rounds: bool = typer.Option(False, "--rounds", help="start runs in rounds of --jobs, each round when the last "
+                                "has ended: runs go seed by seed, so with --jobs = the number of settings every "
+                                "setting shares the cores with every other equally (equal-time comparisons)"),
     name: Optional[str] = typer.Option(None, help="suffix of the sweep folder's name"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the runs and make nothing"),
     device: str = typer.Option("auto", help="auto, cpu or cuda (each run's --device)"),
@@ -176,7 +179,7 @@ def sweep_cmd(
     fields = {"experiment": base.experiment.name, "id": folder.name, "env": launchers.recorded_env(), "base": grid.write_base(exp, folder).name,
               "grid": axes, "seeds": seeds, **({"settings": [{"name": n, "overrides": o} for n, o in settings]}
                                                    if settings else {}),
-              "set": sets, "device": device, "command": " ".join(["gan", *sys.argv[1:]]),
+              "set": sets, "device": device, "command": " ".join(["gan", *sys.argv[1:]]), "rounds": rounds,
               "created": rundir.now(), "runs": [r.entry() for r in runs]}
     if trials:
         fields["search"] = gsearch.manifest_fields(dists, trials, patience, prune_after, storage, folder, folder.name,

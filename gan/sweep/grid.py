@@ -122,16 +122,21 @@ def setting_name(overrides: list[str]) -> str:
                      for k, s, o in zip(keys, short, overrides)) or "base"
 
 
+def interleaved(settings: list[tuple[str, list[str]]], seeds: int) -> list[Run]:
+    """Each setting × seeds 0..N-1, seed by seed (seed 0 of every setting, then seed 1, ...): runs started together
+    by --jobs are of different settings, so no setting gets the shared cores to itself more than another does."""
+    return [Run(name, over + [f"{SEED_KEY}={s}"], s, folder_name(name, s)) for s in range(seeds)
+            for name, over in settings]
+
+
 def plan(grid: dict[str, list[str]], seeds: int) -> list[Run]:
-    """The cartesian product of the grid's values × seeds 0..N-1, settings in the grid's order, seeds innermost."""
+    """The cartesian product of the grid's values (in the grid's order) × seeds 0..N-1, seed by seed."""
     keys = list(grid)
-    runs = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        over = [f"{k}={v}" for k, v in zip(keys, values)]
-        name = setting_name(over)
-        runs += [Run(name, over + [f"{SEED_KEY}={s}"], s, folder_name(name, s)) for s in range(seeds)]
+    settings = [(setting_name(over), over) for over in
+                ([f"{k}={v}" for k, v in zip(keys, values)] for values in itertools.product(*(grid[k] for k in keys)))]
+    runs = interleaved(settings, seeds)
     folders = [r.folder for r in runs]
-    labels = [r.setting for r in runs[::max(1, seeds)]]
+    labels = [name for name, _ in settings]
     clash = next((f for f in folders if folders.count(f) > 1), None) or \
         next((s for s in labels if labels.count(s) > 1), None)
     if clash:  # two values that differ only in characters a folder cannot hold
@@ -165,9 +170,8 @@ def parse_settings(items: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def plan_settings(settings: list[tuple[str, list[str]]], seeds: int) -> list[Run]:
-    """Each named setting × seeds 0..N-1, in the order given."""
-    runs = [Run(name, over + [f"{SEED_KEY}={s}"], s, folder_name(name, s)) for name, over in settings
-            for s in range(seeds)]
+    """Each named setting (in the order given) × seeds 0..N-1, seed by seed."""
+    runs = interleaved(settings, seeds)
     folders = [r.folder for r in runs]
     clash = next((f for f in folders if folders.count(f) > 1), None)
     if clash:

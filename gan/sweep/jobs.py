@@ -74,8 +74,9 @@ class Scheduler:
     tick = 0.5  # seconds between looks at the runs
 
     def __init__(self, man: Manifest, launcher, slots: list[Slot], device: str = "auto", search=None,
-                 log=console.print):
+                 log=console.print, rounds: bool = False):
         self.man, self.launcher, self.device, self.search, self.log = man, launcher, device, search, log
+        self.rounds = rounds  # --rounds: the next runs start only when every running one has ended
         self.free = list(slots)
         self.active: dict[str, Active] = {}
         self.stop = Stop(log=log)
@@ -170,6 +171,8 @@ class Scheduler:
                                     launcher=self.launcher.kind)
                     self.active[e["folder"]] = Active(e, h, None)
                 self.log(f"submitted {len(batch)} runs as one job array")
+            return
+        if self.rounds and self.active:  # a round is still running: the next starts together, when it has ended
             return
         while self.free and not self.halted:
             entry = self.queue.pop(0) if self.queue else (self.search.new_entry() if self.search else None)
