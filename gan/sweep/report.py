@@ -215,7 +215,7 @@ def aggregates(man: Manifest, rep: Report) -> list[Path]:
         shutil.rmtree(new, ignore_errors=True)
         tb = writer.Tracker(new)
         bands = {}
-        for tag in sorted(t for t in set.intersection(*(set(sc) for sc in series)) if not t.startswith("hparam/")):
+        for tag in sorted(t for t in set.intersection(*(set(sc) for sc in series)) if not t.startswith(writer.SUMMARY)):
             per = [sc[tag] for sc in series]
             steps = sorted(set.intersection(*(set(s.steps) for s in per)))
             for step in steps:
