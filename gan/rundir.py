@@ -18,7 +18,7 @@ import torch
 from gan import fileio
 from gan.errors import GanError
 from gan.metrics import protocol
-from gan.writer import Null, Tracker, headline, hparam_metrics, run_layout
+from gan.writer import Null, Tracker, headline, hparam_metrics, primary_first, run_layout
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,-]*")
@@ -200,9 +200,7 @@ class Recorder:
         """The events first, the status last: a run killed in between is not `completed` and its resume ends it."""
         self._release()
         if flat_config is not None:
-            first = protocol.split(self.info.data.get("primary_metric", {}).get("tag") or "")[1]
-            suffixes = sorted((p["suffix"] for p in self.info.data.get("metrics_protocol", [])),
-                              key=lambda s: s != first)  # the primary metric's columns first
+            suffixes = primary_first([p["suffix"] for p in self.info.data.get("metrics_protocol", [])], self.primary)
             self.tb.hparams(flat_config, hparam_metrics(history, suffixes), fields.get("step", 0))
         self.tb.close()
         self.info.update(status=status, ended=now(), **fields)

@@ -146,13 +146,18 @@ def layout(suffixes: list[str], tags=None) -> dict:
     return out
 
 
+def primary_first(suffixes: list[str], primary: str | None) -> list[str]:
+    """The extractor suffixes with the primary metric's first: its category and its HParams columns lead."""
+    first = protocol.split(primary)[1] if primary else None
+    return sorted(suffixes, key=lambda s: s != first)
+
+
 def run_layout(proto: list[dict], primary: str | None, eval_tags=()) -> dict:
     """A run's layout from its metrics protocol (run.json `metrics_protocol`): the primary metric's extractor first,
     only the charts of what it logs, and a chart per `gan eval` number once there is one (evaluate.py writes the
     layout again then: TensorBoard shows a run's latest)."""
-    first = protocol.split(primary)[1] if primary else None
-    suffixes = sorted((p.get("suffix", "") for p in proto), key=lambda s: s != first)
-    out = layout(suffixes, {t for p in proto for t in p.get("tags", [])})
+    out = layout(primary_first([p.get("suffix", "") for p in proto], primary),
+                 {t for p in proto for t in p.get("tags", [])})
     if eval_tags:
         out = {k: v for k, v in out.items() if k != "training"} | {
             "eval (gan eval)": {t[len("eval/"):]: ["Multiline", [f"^{re.escape(t)}$"]] for t in sorted(eval_tags)},

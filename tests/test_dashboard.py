@@ -21,7 +21,7 @@ from tests.conftest import copy_run, events, tiny_toml
 
 HAVE_CHROMIUM = any(shutil.which(x) for x in ("chromium", "chromium-browser", "google-chrome"))
 needs_chromium = pytest.mark.skipif(not os.environ.get("CI") and not HAVE_CHROMIUM,
-                                    reason="no chromium here (apt-get install chromium); with CI set this runs and fails")
+                                    reason="no chromium (apt-get install chromium); with CI set this runs and fails")
 
 
 def tb_flags(*args):

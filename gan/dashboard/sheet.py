@@ -72,10 +72,11 @@ def sheet(runs: list[Path], step: int | None = None, tag: str = view.FAKE):
     cols = min(PER_ROW, len(panels))
     rows = -(-len(panels) // cols)
     title_h = 30
-    out = Image.new("RGB", (PAD + cols * (cell_w + PAD), title_h + rows * (cell_h + PAD) + PAD), "white")
+    title = f"{tag} ({view.GRID_NAMES.get(tag, 'grid')}) at step {step}: each run's logged grid nearest to it"
+    width = max(PAD + cols * (cell_w + PAD), 2 * PAD + int(bold.getlength(title)))
+    out = Image.new("RGB", (width, title_h + rows * (cell_h + PAD) + PAD), "white")
     draw = ImageDraw.Draw(out)
-    draw.text((PAD, 8), f"{tag} ({view.GRID_NAMES.get(tag, 'grid')}) at step {step}: each run's logged grid "
-                        "nearest to it", fill="#212121", font=bold)
+    draw.text((PAD, 8), title, fill="#212121", font=bold)
     corners = []
     for k, (img, lines) in enumerate(panels):
         x, y = PAD + (k % cols) * (cell_w + PAD), title_h + (k // cols) * (cell_h + PAD)

@@ -13,7 +13,7 @@ const FAKE = "images/fake";
 
 const S = {
   runs: [], byName: new Map(), names: {}, chosen: [], data: new Map(),
-  filter: "", exp: "", tag: FAKE, step: null, follow: true, error: "",
+  filter: "", exp: "", tag: FAKE, step: null, follow: true, error: "", fromAddress: false,
 };
 const $ = {};
 
@@ -71,6 +71,7 @@ function initialChoice() {
   try { saved = JSON.parse(localStorage.getItem(SAVED) || "{}"); } catch { saved = {}; }
   if (q.has("runs")) {
     S.chosen = q.get("runs").split(",").map((s) => s.trim()).filter(Boolean);
+    S.fromAddress = S.chosen.length > 0;
   } else if (Array.isArray(saved.chosen)) S.chosen = saved.chosen;
   if (q.has("step") && q.get("step") !== "" && !Number.isNaN(Number(q.get("step")))) {
     S.step = Number(q.get("step"));
@@ -162,10 +163,10 @@ async function refresh() {
     S.runs = d.runs;
     S.names = d.names;
     S.byName = new Map(d.runs.map((r) => [r.run, r]));
-    if (first) {
-      const known = S.chosen.filter((n) => S.byName.has(n));
+    if (first) { // runs named in the address are kept even before TensorBoard has read them; a saved choice not
+      const known = S.fromAddress ? S.chosen : S.chosen.filter((n) => S.byName.has(n));
       S.chosen = known.length ? known : [...d.runs].filter((r) => r.grids.includes(FAKE))
-        .sort((a, b) => (b.updated || 0) - (a.updated || 0)).slice(0, 4).map((r) => r.run);
+        .sort((a, b) => (b.updated || 0) - (a.updated || 0)).slice(0, 4).map((r) => r.run).sort();
       first = false;
     }
     S.error = "";
