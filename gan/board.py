@@ -102,21 +102,29 @@ def screenshot(logs: Path = Path("logs"), out_png: Path = Path("tb.png"), port: 
     logs, out_png = Path(logs), Path(out_png)
     if not logs.is_dir():
         raise GanError(f"logs folder '{logs}' does not exist")
-    exe = chromium()
+    chromium()  # before TensorBoard starts: no chromium, one line
     with TensorBoard(logs, port) as tb, tempfile.TemporaryDirectory(prefix="gan-chromium-") as tmp:
         want_runs = bool(list(logs.rglob("events.out.tfevents.*")))
         tb.wait(until=lambda runs: bool(runs) or not want_runs)
         time.sleep(2 * tb.reload_interval)  # let the first load reach the scalars
         shot = Path(tmp) / "shot.png"  # chromium writes here; the file the user named comes from fileio
-        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", f"--user-data-dir={Path(tmp) / 'profile'}", f"--window-size={width},{height}",
-               "--virtual-time-budget=15000", f"--screenshot={shot}", f"{tb.url}/#{page}"]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise GanError("chromium did not finish the screenshot in 180s") from None
-        if r.returncode != 0 or not shot.is_file():
-            tail = (r.stderr.strip().splitlines() or [""])[-1][:200]
-            raise GanError(f"chromium failed (exit {r.returncode}): {tail}")
+        headless(Path(tmp), [f"--window-size={width},{height}", f"--screenshot={shot}"], f"{tb.url}/#{page}")
+        if not shot.is_file():
+            raise GanError("chromium wrote no screenshot")
         return fileio.write_atomic(out_png, shot.read_bytes())
+
+
+def headless(tmp: Path, args: list[str], url: str, budget_ms: int = 15000) -> str:
+    """Run headless chromium on `url` (a fresh profile under `tmp`) until its scripts are done or `budget_ms` of
+    virtual time passed; its stdout (`--dump-dom` prints the page's DOM there)."""
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+           f"--user-data-dir={Path(tmp) / 'profile'}", f"--virtual-time-budget={budget_ms}", *args, url]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise GanError("chromium did not finish in 180s") from None
+    if r.returncode != 0:
+        tail = (r.stderr.strip().splitlines() or [""])[-1][:200]
+        raise GanError(f"chromium failed (exit {r.returncode}): {tail}")
+    return r.stdout

@@ -240,9 +240,11 @@ class Trainer:
             raise Diverged(f"at step {step}: loss_D={vals[0]} loss_G={vals[1]}")
         # training images per training second: t_log is moved past grids, evaluations and checkpoints (_loop)
         rate = self.n_acc * c.optim.batch_size * c.optim.n_dis / (time.perf_counter() - self.t_log)
-        self.rec.tb.scalars({"loss/D": vals[0], "loss/G": vals[1], "D/real": vals[2], "D/fake": vals[3],
+        # tag names chosen so that TensorBoard opens on the primary metric (writer.py); no epoch chart flat at 0
+        self.rec.tb.scalars({"loss/D": vals[0], "loss/G": vals[1], "loss/D_real": vals[2], "loss/D_fake": vals[3],
                              "lr/G": self.opt_G.param_groups[0]["lr"], "lr/D": self.opt_D.param_groups[0]["lr"],
-                             "perf/images_per_sec": rate, "epoch": self.sampler.epoch}, step)
+                             "perf/images_per_sec": rate}
+                            | ({"progress/epoch": self.sampler.epoch} if self.sampler.epoch else {}), step)
         self.rec.info.update(durable=False, progress={"step": step, "steps": self.steps, "images_per_sec": rate,
                                                       "train_seconds": round(self.train_seconds, 2),
                                                       "minutes": c.train.minutes, "at": now()})

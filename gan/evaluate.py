@@ -173,9 +173,28 @@ def evaluate(run: Path, which: str = "last", samples: int | None = None, metrics
             for tag, v in values.items():
                 if math.isfinite(v):
                     w.add_scalar(prefix + tag.split("/", 1)[1], v, g.step)
+            w.add_custom_scalars(eval_layout(run, records))  # the run's layout, now with its eval charts
         finally:
             w.close()
     return record
+
+
+def eval_layout(run: Path, records: list) -> dict:
+    """The run's Custom Scalars layout with a chart for every eval/* number its records logged (writer.run_layout):
+    the layout the run wrote at its start has no eval chart, so that none stays empty before a `gan eval`."""
+    from gan import writer
+    from gan.runs import info_of
+
+    tags = set()
+    for r in records:
+        if not isinstance(r, dict) or not isinstance(r.get("values"), dict):
+            continue
+        pp = r.get("published_protocol")
+        prefix = f"eval/{pp['name']}/" if isinstance(pp, dict) and pp.get("name") else "eval/"
+        tags |= {prefix + t.split("/", 1)[1] for t, v in r["values"].items()
+                 if isinstance(v, (int, float)) and math.isfinite(v)}
+    info = info_of(run)
+    return writer.run_layout(protocol_of(run), (info.get("primary_metric") or {}).get("tag"), tags)
 
 
 def _trained_on(run: Path) -> tuple[int, str, str]:

@@ -18,7 +18,7 @@ import torch
 from gan import coderecord, fileio
 from gan.errors import GanError
 from gan.metrics import protocol
-from gan.writer import Null, Tracker, hparam_metrics
+from gan.writer import Null, Tracker, headline, hparam_metrics, primary_first, run_layout
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,-]*")
@@ -123,6 +123,7 @@ class Recorder:
 
     def __init__(self, run_dir: Path, is_main: bool, purge_step: int | None, log=print, save_png: bool = False):
         self.run_dir, self.log, self.save_png = Path(run_dir), log, save_png and is_main
+        self.primary = None  # the tag of the metric that judges the run (protocol.primary), once known
         self.info, self.tb = (RunInfo(run_dir, log), Tracker(run_dir, purge_step)) if is_main else (Null(), Null())
         self.reserve = self.run_dir / ".reserve"
         if is_main:
@@ -161,12 +162,13 @@ class Recorder:
             if changes:
                 self.info.update(protocol_changes=self.info.data.get("protocol_changes", []) +
                                  [{"step": step, "at": now(), **ch} for ch in changes])
+        self.primary = primary.tag
         self.info.update(metrics_protocol=proto, metrics_notes=notes,
                          primary_metric={"tag": primary.tag, "why": primary.why})
 
     def first_pictures(self, cfg_toml: str, proto: list[dict], notes: list[str], primary, real, augmented) -> None:
         """Once per run: the Custom Scalars layout, config and protocol text, the real grid and what D sees."""
-        self.tb.layout([p["suffix"] for p in proto])
+        self.tb.custom_scalars(run_layout(proto, primary.tag))
         self.tb.text("config", "```\n" + cfg_toml + "\n```")
         self.tb.text("metrics_protocol", "\n\n".join(
             [f"- {n}" for n in notes] + [f"- primary: `{primary.tag}` ({primary.why})"]
@@ -192,9 +194,9 @@ class Recorder:
             if v != v or abs(v) == float("inf"):
                 self.log(f"[yellow]warning: {k} is not finite ({v}) at step {step}: recorded as such in run.json[/]")
                 self.info.update(nonfinite=self.info.data.get("nonfinite", []) + [{"step": step, "tag": k}])
-        self.tb.scalars(values | ev.spread, step)
-        for k, h in ev.histograms.items():
-            self.tb.histogram(k.replace("metrics/", "classes/"), h, step)
+        self.tb.scalars(values | ev.spread | headline(self.primary, values), step)
+        for k, h in ev.histograms.items():  # metrics/classes_c10 beside the class metrics (runs before: classes/)
+            self.tb.histogram(protocol.tag("classes", protocol.split(k)[1]), h, step)
         self.info.update(durable=False, last_eval={"step": step, "values": values})
         self.tb.flush()
         self.log(f"step {step}: " + ", ".join(f"{k.split('/')[1]} {v:.4g}" for k, v in values.items()
@@ -215,7 +217,7 @@ class Recorder:
         """The events first, the status last: a run killed in between is not `completed` and its resume ends it."""
         self._release()
         if flat_config is not None:
-            suffixes = [p["suffix"] for p in self.info.data.get("metrics_protocol", [])]
+            suffixes = primary_first([p["suffix"] for p in self.info.data.get("metrics_protocol", [])], self.primary)
             self.tb.hparams(flat_config, hparam_metrics(history, suffixes), fields.get("step", 0))
         self.tb.close()
         self.info.update(status=status, ended=now(), **fields)

@@ -73,12 +73,14 @@ class Tracker:
 
     def hparams(self, flat_config: dict, metrics: dict, step: int = 0) -> None:
         """HParams dashboard entry for this run, written into this run's own folder (add_hparams would make a
-        subfolder, i.e. a second run). `metrics` {"hparam/best_fid_c10": v, ...}; None/non-finite left empty."""
+        subfolder, i.e. a second run). `metrics` {"summary/best_fid_c10": v, ...}, in the order of the columns;
+        None/non-finite left empty."""
         from torch.utils.tensorboard.summary import hparams
 
         hp = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in flat_config.items()
               if isinstance(v, (bool, int, float, str))}  # booleans as "true"/"false", not 1.0/0.0
         exp, ssi, sei = hparams(hp, {k: 0.0 for k in metrics})
+        _first_columns(exp)
         for s in (exp, ssi, sei):
             self._safe(lambda: self.writer.file_writer.add_summary(s, step))
         self.scalars({k: float(v) for k, v in metrics.items() if v is not None}, step)
@@ -101,26 +103,65 @@ class Null:
         return lambda *a, **k: None
 
 
-def layout(suffixes: list[str]) -> dict:
-    """Custom Scalars layout: each chart a list of tag regexes; one category per extractor."""
+# What TensorBoard's pages open on. Time Series groups tags by their first part, sorts the groups (capitals first)
+# and opens the first two: `FID/<extractor>` (the primary FID, also under metrics/) comes first and the grids
+# (`images/`) second, so D's outputs sit beside the losses (`loss/D_real`), the class histograms under `metrics/`
+# and the HParams numbers under `summary/` (runs written before used `D/`, `classes/`, `hparam/`).
+HEADLINE = "FID/"
+SUMMARY = ("summary/", "hparam/")  # the HParams metric columns: written as summary/..., read as either
+# The HParams table shows 5 hyperparameter columns, those flagged `differs` first, then by name; a run cannot know
+# what differs from other runs, so these, the ones that tell GAN runs apart, carry the flag and come first.
+FIRST_COLUMNS = ("experiment.name", "experiment.seed", "loss.name", "model.arch", "optim.g_lr")
+METRIC_CHARTS = {"FID (lower is better)": ["fid"], "KID (lower is better)": ["kid"], "IS (higher is better)": ["is"],
+                 "precision / recall (higher is better)": ["precision", "recall"],
+                 "classes (higher is better)": ["class_acc", "class_entropy"]}
+
+
+def headline(primary: str | None, values: dict) -> dict:
+    """{"FID/c10": v}: the primary FID again, under the group TensorBoard's Time Series opens first."""
+    if not primary or primary not in values or protocol.split(primary)[0] != "fid":
+        return {}
+    return {HEADLINE + (protocol.split(primary)[1].lstrip("_") or "inception"): values[primary]}
+
+
+def layout(suffixes: list[str], tags=None) -> dict:
+    """Custom Scalars layout: each chart a list of tag regexes; one category per extractor, in the order given.
+    `tags`: the metric tags the run logs (its protocol's); only their charts, so none stays empty (no
+    precision/recall chart while metrics.prc is off). None: every chart."""
     out = {}
     for s in suffixes:
-        e = re.escape(s)
-        out[f"metrics · {protocol.extractor_label(s)}"] = {
-            f"FID (lower is better) · {protocol.extractor_label(s)}": ["Multiline", [f"^metrics/fid{e}$"]],
-            "KID (lower is better)": ["Multiline", [f"^metrics/kid{e}$"]],
-            "IS (higher is better)": ["Multiline", [f"^metrics/is{e}$"]],
-            "precision / recall (higher is better)": ["Multiline", [f"^metrics/(precision|recall){e}$"]],
-            "classes (higher is better)": ["Multiline", [f"^metrics/class_(acc|entropy){e}$"]],
-            "eval (gan eval)": ["Multiline", [f"^eval/[a-z_]+{e}$"]],
-        }
+        e, label = re.escape(s), protocol.extractor_label(s)
+        cat = out[f"metrics · {label}"] = {}
+        for title, names in METRIC_CHARTS.items():
+            if tags is None or any(protocol.tag(n, s) in tags for n in names):
+                cat[title + (f" · {label}" if names == ["fid"] else "")] = [
+                    "Multiline", [f"^metrics/({'|'.join(names)}){e}$"]]
     out["training"] = {
-        "losses": ["Multiline", [r"loss/.*"]],
-        "D outputs": ["Multiline", [r"D/.*"]],
-        "learning rates": ["Multiline", [r"lr/.*"]],
-        "throughput": ["Multiline", [r"perf/.*"]],
-        "time": ["Multiline", [r"time/.*", r"progress/.*"]],
+        "losses": ["Multiline", [r"^loss/(D|G)$"]],
+        "D outputs (mean)": ["Multiline", [r"^loss/D_(real|fake)$", r"^D/(real|fake)$"]],
+        "throughput": ["Multiline", [r"^perf/"]],
     }
+    if tags is None or tags:  # logged at metric points only
+        out["training"]["time (seconds)"] = ["Multiline", [r"^time/eval_seconds$", r"^progress/train_seconds$"]]
+    return out
+
+
+def primary_first(suffixes: list[str], primary: str | None) -> list[str]:
+    """The extractor suffixes with the primary metric's first: its category and its HParams columns lead."""
+    first = protocol.split(primary)[1] if primary else None
+    return sorted(suffixes, key=lambda s: s != first)
+
+
+def run_layout(proto: list[dict], primary: str | None, eval_tags=()) -> dict:
+    """A run's layout from its metrics protocol (run.json `metrics_protocol`): the primary metric's extractor first,
+    only the charts of what it logs, and a chart per `gan eval` number once there is one (evaluate.py writes the
+    layout again then: TensorBoard shows a run's latest)."""
+    out = layout(primary_first([p.get("suffix", "") for p in proto], primary),
+                 {t for p in proto for t in p.get("tags", [])})
+    if eval_tags:
+        out = {k: v for k, v in out.items() if k != "training"} | {
+            "eval (gan eval)": {t[len("eval/"):]: ["Multiline", [f"^{re.escape(t)}$"]] for t in sorted(eval_tags)},
+            "training": out["training"]}
     return out
 
 
@@ -139,12 +180,28 @@ def flatten(cfg: dict, prefix: str = "") -> dict:
 
 
 def hparam_metrics(history: list, suffixes: list[str]) -> dict:
-    """{"hparam/best_fid<suffix>", "hparam/final_fid<suffix>"} per extractor from a run's metric history (None
+    """{"summary/best_fid<suffix>", "summary/final_fid<suffix>"} per extractor from a run's metric history (None
     when there is no such number yet): one column per extractor, never two extractors in one column."""
     out = {}
     for s in suffixes:
         t = protocol.tag("fid", s)
         vals = [m[t] for _, m in history if t in m and m[t] == m[t]]
-        out[f"hparam/best_fid{s}"] = min(vals) if vals else None
-        out[f"hparam/final_fid{s}"] = vals[-1] if vals else None
+        out[f"{SUMMARY[0]}best_fid{s}"] = min(vals) if vals else None
+        out[f"{SUMMARY[0]}final_fid{s}"] = vals[-1] if vals else None
     return out
+
+
+def _first_columns(exp) -> None:
+    """The HParams experiment summary, edited in place: FIRST_COLUMNS flagged to come first, and the metric
+    columns named as a person reads them ("best FID c10")."""
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    meta = exp.value[0].metadata.plugin_data
+    data = HParamsPluginData.FromString(meta.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in FIRST_COLUMNS
+    for m in data.experiment.metric_infos:
+        kind, _, rest = m.name.tag.split("/", 1)[1].partition("_")  # "best", "fid_c10"
+        name, sfx = protocol.split("metrics/" + rest)
+        m.display_name = f"{kind} {name.upper()} {protocol.extractor_label(sfx)}"
+    meta.content = data.SerializeToString()

@@ -23,7 +23,7 @@ ENV = {"OMP_NUM_THREADS": "1", "GAN_DIST_TIMEOUT": "60"}  # one thread in every 
 # (conv over 8 vs 16 images, the gradient all_reduce, BatchNorm statistics summed over ranks). Measured on this
 # config: at most 7e-7 over 20 steps; per-rank BatchNorm (model.sync_batchnorm = false) differs by ~7e-5.
 TOL = 1e-5
-TAGS = ("loss/D", "loss/G", "D/real", "D/fake")
+TAGS = ("loss/D", "loss/G", "loss/D_real", "loss/D_fake")
 
 
 def cfg(tmp_path, npz, steps=20, **train):

@@ -172,7 +172,7 @@ def test_conditional_run_logs_per_class_grid_class_metrics_and_prc(conditional_r
     assert [e.value for e in ea.Scalars("progress/images_seen")] == [3 * 16, 6 * 16]
     grid = Image.open(io.BytesIO(ea.Images("images/fake_per_class")[-1].encoded_image_string))
     assert grid.size[1] == 10 * 34 + 2 and grid.size[0] > 8 * 34 + 2  # ten rows, a name column on the left
-    assert "classes/class_entropy_c10" in ea.Tags()["histograms"]
+    assert "metrics/classes_c10" in ea.Tags()["histograms"]  # beside the class metrics
     info = json.loads((r.run_dir / "run.json").read_text())
     proto = info["metrics_protocol"][0]
     assert proto["classes_sampled"] and 0 < proto["class_acc_real"] <= 1 and 0 < proto["class_entropy_real"] <= 1

@@ -65,7 +65,7 @@ def test_tensorboard_serves_both_runs_and_the_event_values(two_runs, tensorboard
         time.sleep(0.5)
     sfx = tag[len("metrics/fid"):]
     for n in names:
-        assert {tag, "loss/D", "loss/G", f"hparam/best_fid{sfx}"} <= set(tags[n]), tags.get(n)
+        assert {tag, "loss/D", "loss/G", f"summary/best_fid{sfx}"} <= set(tags[n]), tags.get(n)
         assert any(t.startswith("metrics/kid") for t in tags[n])
     for n, d in zip(names, dirs):
         q = urllib.parse.urlencode({"run": n, "tag": tag})
@@ -84,7 +84,7 @@ def test_tensorboard_serves_both_runs_and_the_event_values(two_runs, tensorboard
     with urllib.request.urlopen(req, timeout=20) as r:
         exp = json.loads(r.read())
     assert "optim.g_lr" in {h["name"] for h in exp["hparamInfos"]}
-    assert {m["name"]["tag"] for m in exp["metricInfos"]} == {f"hparam/best_fid{sfx}", f"hparam/final_fid{sfx}"}
+    assert {m["name"]["tag"] for m in exp["metricInfos"]} == {f"summary/best_fid{sfx}", f"summary/final_fid{sfx}"}
 
 
 def test_runs_lists_both_completed(two_runs):
@@ -192,20 +192,20 @@ def test_tracker_hparams_and_layout_stay_in_the_run_folder(tmp_path):
     assert flat["optim.g_lr"] == cfg.optim.g_lr and flat["metrics.extractors"] == "['auto']"
     assert flatten({"a": {"b": {"c": 1}}}) == {"a.b.c": 1}
     hist = [(3, {"metrics/fid": 5.0, "metrics/fid_c10": 2.0}), (6, {"metrics/fid": 4.0, "metrics/fid_c10": 3.0})]
-    assert hparam_metrics(hist, ["", "_c10"]) == {"hparam/best_fid": 4.0, "hparam/final_fid": 4.0,
-                                                   "hparam/best_fid_c10": 2.0, "hparam/final_fid_c10": 3.0}
-    assert hparam_metrics([], ["_c10"]) == {"hparam/best_fid_c10": None, "hparam/final_fid_c10": None}
+    assert hparam_metrics(hist, ["", "_c10"]) == {"summary/best_fid": 4.0, "summary/final_fid": 4.0,
+                                                   "summary/best_fid_c10": 2.0, "summary/final_fid_c10": 3.0}
+    assert hparam_metrics([], ["_c10"]) == {"summary/best_fid_c10": None, "summary/final_fid_c10": None}
     t = Tracker(tmp_path)
     t.layout([""])
     t.scalars({"metrics/fid": 9.0}, 1)
-    t.hparams(flat, {"hparam/best_fid": 9.0, "hparam/final_fid": None}, 1)
+    t.hparams(flat, {"summary/best_fid": 9.0, "summary/final_fid": None}, 1)
     t.close()
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]  # add_hparams would have made a subfolder
     ea = events(tmp_path)
     assert "custom_scalars__config__" in ea.Tags()["tensors"]
     assert hparams_tags(tmp_path) == {"_hparams_/experiment", "_hparams_/session_start_info",
                                       "_hparams_/session_end_info"}
-    assert ea.Scalars("hparam/best_fid")[0].value == 9.0 and "hparam/final_fid" not in ea.Tags()["scalars"]
+    assert ea.Scalars("summary/best_fid")[0].value == 9.0 and "summary/final_fid" not in ea.Tags()["scalars"]
 
 
 HAVE_CHROMIUM = any(shutil.which(x) for x in ("chromium", "chromium-browser", "google-chrome"))
@@ -237,8 +237,8 @@ def test_two_extractors_never_share_a_tag_column_or_chart(tmp_path, tiny_npz, st
     sfx = f"_inception_{fileio.sha256_file(standin_weights)[:8]}"
     scalars = set(events(r.run_dir).Tags()["scalars"])
     for s in ("_c10", sfx):
-        assert {f"metrics/fid{s}", f"metrics/kid{s}", f"hparam/best_fid{s}", f"hparam/final_fid{s}"} <= scalars, s
-    assert not {"metrics/fid", "hparam/best_fid", "hparam/final_fid"} & scalars  # no column mixes two extractors
+        assert {f"metrics/fid{s}", f"metrics/kid{s}", f"summary/best_fid{s}", f"summary/final_fid{s}"} <= scalars, s
+    assert not {"metrics/fid", "summary/best_fid", "summary/final_fid"} & scalars  # no column mixes two extractors
     info = json.loads((r.run_dir / "run.json").read_text())
     assert info["primary_metric"]["tag"] == "metrics/fid_c10"
     c10 = [e.value for e in events(r.run_dir).Scalars("metrics/fid_c10")]

@@ -37,7 +37,7 @@ def test_cli_run_leaves_events_grids_checkpoint_and_run_json(tmp_path, tiny_npz,
     fid, kid = f"metrics/fid{STANDIN}", f"metrics/kid{STANDIN}"
     assert not {"metrics/fid", "metrics/kid", "metrics/is"} & set(tags["scalars"])
     assert "not the standard pt_inception-2015-12-05" in " ".join(r.stdout.split())
-    for t in ("loss/D", "loss/G", "D/real", "D/fake", "lr/G", "perf/images_per_sec", fid, kid):
+    for t in ("loss/D", "loss/G", "loss/D_real", "loss/D_fake", "lr/G", "perf/images_per_sec", fid, kid):
         assert t in tags["scalars"], t
         assert all(math.isfinite(e.value) for e in ea.Scalars(t))
     assert [e.step for e in ea.Scalars("loss/D")] == [2, 4, 6]

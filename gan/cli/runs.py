@@ -54,11 +54,23 @@ def compare_cmd(
     allow_mixed: bool = typer.Option(False, "--allow-mixed", help="draw numbers of different protocols on one "
                                                                    "chart (the chart and table name the difference)"),
     out: Optional[Path] = typer.Option(None, help="PNG to write (default: <logs>/compare-<metric>.png, the logs "
-                                                  "folder of the first run; a taken name gets -1, -2, ...)"),
+                                                  "folder of the first run; with --grids: grids-step<S>.png in the "
+                                                  "first run's folder; a taken name gets -1, -2, ...)"),
     csv_: Optional[Path] = typer.Option(None, "--csv", help="also write every point as CSV"),
+    grids: bool = typer.Option(False, "--grids", help="instead of curves: the runs' fixed-latent grids side by side "
+                                                      "at one step, each labelled with its primary metric, one PNG"),
+    step: Optional[int] = typer.Option(None, help="--grids: the step; each run shows its logged grid nearest to it "
+                                                  "(default: the latest step every run reached)"),
+    per_class: bool = typer.Option(False, "--per-class", help="--grids: the per-class grids of conditional runs"),
     logs: Path = LOGS,
 ) -> None:
-    """Compare runs by a metric: table at shared steps, best per run, PNG (vs --x and vs wall-clock)."""
+    """Compare runs by a metric: table at shared steps, best per run, PNG (vs --x and vs wall-clock); or, with
+    --grids, their sample grids side by side at one step."""
+    if (step is not None or per_class) and not grids:
+        raise GanError("--step and --per-class go with --grids")
+    if grids and (metric, extractor, x, allow_mixed, csv_) != ("fid", "auto", "step", False, None):
+        raise GanError("--grids labels each grid with the run's primary metric: drop --metric, --extractor, --x, "
+                       "--allow-mixed and --csv")
     dirs = gather(runs, exp, logs)
     groups: list = [setting_of(d) for d in dirs]  # a sweep's runs band by their setting, not their experiment
     if sweep is not None:
@@ -66,6 +78,12 @@ def compare_cmd(
         for n in notes:
             console.print(f"sweep: {n}")
         dirs, groups = dirs + found, groups + settings
+    if grids:
+        from gan.dashboard import sheet
+
+        console.print(str(sheet.write(list(dict.fromkeys(dirs)), step, "images/fake_per_class" if per_class
+                                      else "images/fake", out)))
+        return
     c = cmp.compare(dirs, metric, extractor, x, allow_mixed, groups)
     console.print(cmp.compare_table(c))
     png = cmp.plot(c, out or logs_root(c.runs[0]) / f"compare-{metric}.png")  # never into the current folder

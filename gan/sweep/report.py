@@ -215,7 +215,8 @@ def aggregates(man: Manifest, rep: Report) -> list[Path]:
         shutil.rmtree(new, ignore_errors=True)
         tb = writer.Tracker(new)
         bands = {}
-        for tag in sorted(t for t in set.intersection(*(set(sc) for sc in series)) if not t.startswith("hparam/")):
+        shared = set.intersection(*(set(sc) for sc in series))
+        for tag in sorted(t for t in shared if not t.startswith(writer.SUMMARY)):  # HParams numbers: not curves
             per = [sc[tag] for sc in series]
             steps = sorted(set.intersection(*(set(s.steps) for s in per)))
             for step in steps:
