@@ -135,7 +135,7 @@ def records(run: Path):
     such writer to finish its write, never for the training process (which writes none of these files)."""
     path = Path(run) / RECORDS
     try:
-        f = open(path, "a+b")
+        f = open(path, "a+b", buffering=0)  # unbuffered: a full disk fails the facts' write, never the close
     except OSError as e:
         raise GanError(f"cannot open the run's records lock '{path}' ({e.strerror})") from None
     with f:

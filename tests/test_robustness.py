@@ -239,9 +239,9 @@ CASES = {
     "logs_is_a_file": (lambda t, n: ["train", _file(t, NPZ.format(n)), "--logs",
                                      (t / "f").write_text("x") and t / "f"], "cannot be created"),
     "resume_not_a_run": (lambda t, n: ["resume", _not_a_run(t)], "is not a run folder"),
-    "resume_missing_folder": (lambda t, n: ["resume", t / "nowhere"], "is not a run folder"),
+    "resume_missing_folder": (lambda t, n: ["resume", t / "nowhere"], "(neither a run folder nor under 'logs')"),
     "resume_other_architecture": (lambda t, n: ["resume", _other_arch_run(t, n)], "does not fit model 'dcgan_fc'"),
-    "export_missing_checkpoint": (lambda t, n: ["export", _not_a_run(t)], "does not exist"),
+    "export_missing_checkpoint": (lambda t, n: ["export", _not_a_run(t)], "is not a run folder (no run.json)"),
 }
 
 

@@ -122,9 +122,9 @@ def test_full_disk_mid_run_one_line_failed_checkpoint_kept_then_resume(tmp_path,
         out, err = p.communicate(timeout=300)
         assert p.returncode == 1, out + err
         lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: disk full: cannot write '") and \
-            "free space, then `gan resume`" in lines[0], err
         run = run_of(disk / "logs")
+        assert len(lines) == 1 and lines[0].startswith("error: disk full: cannot write '") and \
+            f"free space, then `gan resume {run}` (it goes on from its last checkpoint)" in lines[0], err
         info = json.loads((run / "run.json").read_text())
         assert info["status"] == "failed" and info["error"].startswith("disk full")
         kept = checkpoint.load(run / "checkpoints" / "last.pt")["step"]
