@@ -147,10 +147,20 @@ def resumed(run_dir: Path, info: dict, cfg_toml: str, step: int, log) -> tuple[d
     return entry, None
 
 
+def _recorded(run_dir: Path) -> dict:
+    """run.json's `code`; {} where there is none or run.json is damaged (the resume then sets it aside and says so:
+    a run whose record is lost goes on, as it did before code was recorded)."""
+    try:
+        info = fileio.read_json(Path(run_dir) / "run.json", default={})
+    except GanError:
+        return {}
+    code = info.get("code") if isinstance(info, dict) else None
+    return code if isinstance(code, dict) else {}
+
+
 def changes(run_dir: Path) -> list[str]:
     """The user files of a run whose content differs now from the run's record (or that are gone), as lines."""
-    info = fileio.read_json(Path(run_dir) / "run.json", default={})
-    code = info.get("code") if isinstance(info, dict) and isinstance(info.get("code"), dict) else {}
+    code = _recorded(run_dir)
     out = []
     for f in code.get("files", []):
         p = Path(f.get("path", ""))
@@ -174,8 +184,7 @@ def check_resume(run_dir: Path, allow: bool) -> list[str]:
 @contextlib.contextmanager
 def from_run(run_dir: Path):
     """The user's files imported from the run's own copies (the latest, after an allowed code change)."""
-    info = fileio.read_json(Path(run_dir) / "run.json", default={})
-    code = info.get("code") if isinstance(info, dict) and isinstance(info.get("code"), dict) else {}
+    code = _recorded(run_dir)
     saved = dict(usercode.REDIRECT)
     for f in code.get("files", []):
         copy = Path(run_dir) / f.get("copy", "")

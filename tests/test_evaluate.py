@@ -38,9 +38,9 @@ def cond_run(tmp_path_factory, tiny_npz):
     return r.run_dir
 
 
-def test_eval_appends_metrics_json_and_tensorboard(two_runs):
+def test_eval_appends_metrics_json_and_tensorboard(two_runs, tmp_path):
     logs, dirs, tag = two_runs
-    d = dirs[1]
+    d = copy_run(dirs[1], tmp_path / "logs" / "tiny" / "evaluated")  # the shared runs stay as trained
     r = cli("eval", d, "--samples", "4", "--metrics", "fid,kid", "--device", "cpu", "--checkpoint", "best")
     assert r.exit_code == 0, r.output
     rec = json.loads((d / "metrics.json").read_text())[-1]

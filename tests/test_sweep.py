@@ -22,7 +22,8 @@ METRICS = {"enabled": True, "every": 30, "num_samples": 8, "ref_samples": 16, "b
            "extractors": ["c10"]}
 TRAIN = {"steps": 60, "log_every": 3, "image_every": 30, "checkpoint_every": 3}
 GRID = ["--grid", "optim.g_lr=1e-4,2e-4", "--seeds", "2", "--jobs", "2"]
-FOLDERS = ["g_lr=1e-4-s0", "g_lr=1e-4-s1", "g_lr=2e-4-s0", "g_lr=2e-4-s1"]  # readable setting labels
+# readable setting labels, in the order a sweep starts them: seed-major, so each round of seeds holds every setting
+FOLDERS = ["g_lr=1e-4-s0", "g_lr=2e-4-s0", "g_lr=1e-4-s1", "g_lr=2e-4-s1"]
 
 
 def sweep_toml(folder: Path, npz: Path) -> Path:
@@ -516,9 +517,8 @@ def test_whole_settings_beside_the_base_each_with_seeds(exp, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     m = manifest(only_sweep(tmp_path / "logs"))
     assert [(e["folder"], e["overrides"]) for e in m["runs"]] == [
-        ("fast-s0", ["optim.g_lr=4e-4", "optim.d_lr=4e-4", "experiment.seed=0"]),
-        ("fast-s1", ["optim.g_lr=4e-4", "optim.d_lr=4e-4", "experiment.seed=1"]),
-        ("today-s0", ["experiment.seed=0"]), ("today-s1", ["experiment.seed=1"])]
+        ("fast-s0", ["optim.g_lr=4e-4", "optim.d_lr=4e-4", "experiment.seed=0"]), ("today-s0", ["experiment.seed=0"]),
+        ("fast-s1", ["optim.g_lr=4e-4", "optim.d_lr=4e-4", "experiment.seed=1"]), ("today-s1", ["experiment.seed=1"])]
     assert all(e["status"] == "completed" for e in m["runs"])
     cfg = json.loads((only_sweep(tmp_path / "logs") / "fast-s1" / "run.json").read_text())
     assert grid.parse_settings(["optim.g_lr=1e-4 loss.name=bce"]) == [("g_lr=1e-4, loss=bce",

@@ -38,8 +38,8 @@ def see_it(run_dir: Path) -> str:
     tb = Path(sys.executable).parent / "tensorboard"
     tb = str(tb) if tb.is_file() else shutil.which("tensorboard") or f"{sys.executable} -m tensorboard.main"
     here = Path.cwd()
-    shown = str(logs.relative_to(here)) if logs.resolve().is_relative_to(here.resolve()) and not logs.is_absolute() \
-        else str(logs)
+    full = logs.resolve()
+    shown = str(full.relative_to(here.resolve())) if full.is_relative_to(here.resolve()) else str(full)
     cmd = f"{tb} --logdir {shown}"
     if shown == "logs" and (here / "Makefile").is_file() and "tensorboard:" in (here / "Makefile").read_text():
         return f"make tensorboard  (or: {cmd})"
