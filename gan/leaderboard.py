@@ -1,7 +1,7 @@
 """`gan leaderboard`: one row per run, ranked by the primary metric (protocol.primary, the one rule): model,
 device, throughput, the best value of every metric it logs, and how much training time and how many images it
 took to first reach given thresholds (`--at fid_c10=20,10,5`), read from the progress tags the engine logs at
-each metric point.
+each metric point. Every number comes from the runs' summaries (gan/summary.py), never their event files.
 
 Values measured under different protocols (extractor weights, sample count, reference set) are never ranked
 silently: each difference is a footnote line, and the rows whose protocol differs from the first row's are marked.
@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gan import fileio, runlock
+from gan import fileio, runlock, summary
 from gan.errors import GanError
-from gan.events import best_point, first_reaching, load_scalars, metric_tags
+from gan.events import first_reaching
 from gan.metrics import protocol
-from gan.runs import fmt_duration, info_of, precision_of, protocol_of, run_config, short_labels, sweep_of
+from gan.runs import fmt_duration, info_of, precision_of, short_labels, sweep_of
 
 MARK = "†"
 
@@ -67,8 +66,9 @@ class Board:
     notes: list  # footnote lines: protocol differences
 
 
-def describe_model(run: Path) -> str:
-    m = run_config(run).get("model", {})
+def describe_model(cfg: dict) -> str:
+    """'sngan_resnet conditional' from a run's config (its summary's config facts)."""
+    m = cfg.get("model", {})
     return f"{m.get('arch', '?')}{' conditional' if m.get('conditional') else ''}"
 
 
@@ -80,18 +80,17 @@ def describe_device(info: dict) -> str:
 
 def row_of(run: Path, label: str, experiment: str, at: list) -> Row:
     info = info_of(run)
-    sc = load_scalars(run)
-    rate = sc.get("perf/images_per_sec")
-    best = {t: best_point(sc[t], t) for t in metric_tags(sc)}
+    sm = summary.load(run)
+    best = {t: sm.best(t) for t in sm.metric_tags()}
     reached = {}
-    for tag, thr in at:
-        s = sc.get(tag)
+    for tag, thr in at:  # only the thresholded tags' points are read
+        s = sm.series(tag)
         i = first_reaching(s, tag, thr) if s else None
         reached[(tag, thr)] = None if i is None else (s.steps[i], s.train_seconds[i], s.images[i])
-    return Row(run, label, experiment, describe_model(run), describe_device(info),
-               statistics.median(rate.values) if rate and rate.values else None, best, reached, protocol_of(run),
-               status=runlock.live(info.get("status", "?"), run) or "?", precision=precision_of(info, run_config(run).get("train", {})),
-               sweep=sweep_of(run))
+    proto = info.get("metrics_protocol")
+    return Row(run, label, experiment, describe_model(sm.config), describe_device(info), sm.images_per_sec, best,
+               reached, proto if isinstance(proto, list) else [], status=runlock.live(info.get("status", "?"), run)
+               or "?", precision=precision_of(info, sm.config.get("train", {})), sweep=sweep_of(run))
 
 
 def order(tags: set, primary: str | None) -> list[str]:

@@ -1,9 +1,9 @@
-"""The run index: find run folders under logs/, resolve a run the user names, read its run.json and config.toml,
-and one summary row per run for `gan runs`.
+"""The runs: find run folders under logs/, resolve a run the user names, read its run.json and config.toml,
+and one row per run for `gan runs`, its metrics from the run's summary (gan/summary.py), never its event files.
 
 Reading never stops at one bad run: a damaged run.json (truncated, not JSON, not an object) gives a row with status
 `damaged` and the reason, and every other run is still listed. A run being written right now reads fine: run.json
-is replaced atomically (fileio) and TensorBoard's reader stops at the last whole record of a growing event file.
+and summary.jsonl are replaced atomically (fileio), and a rebuild stops at the last whole record of an event file.
 """
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import os
 import tomllib
 from pathlib import Path
 
-from gan import fileio, runlock
+from gan import eventfile, fileio, runlock, summary
 from gan.errors import GanError
-from gan.events import best_point, load_scalars
 from gan.metrics import protocol
 
 
@@ -157,22 +156,22 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def fid_tag(scalars: dict) -> str | None:
-    """The FID a run is judged by (protocol.primary: the one rule)."""
+def fid_tag(scalars) -> str | None:
+    """The FID a run is judged by (protocol.primary: the one rule), out of the tags it logs."""
     return protocol.primary(scalars).tag
 
 
 def run_summary(run: Path) -> dict:
-    """One row of `gan runs`: status and steps from run.json, FIDs from the events. A run whose run.json or
-    events cannot be read is a row too, with status `damaged` and the reason in `problem`."""
+    """One row of `gan runs`: status and steps from run.json, FIDs and config facts from the run's summary. A run
+    whose run.json or events cannot be read is a row too, with status `damaged` and the reason in `problem`."""
     info, problem = read_info(run)
     problem = problem and f"run.json: {problem}"
     try:
-        sc = load_scalars(run)
+        s = summary.load(run)
     except Exception as e:  # noqa: BLE001 - one unreadable run must not stop the listing of the others
-        sc, problem = {}, problem or f"event files unreadable ({type(e).__name__})"
-    tag = fid_tag(sc)
-    cfg = run_config(run)
+        s, problem = None, problem or f"event files unreadable ({type(e).__name__})"
+    cfg = s.config if s is not None else run_config(run)
+    tag = s.primary if s is not None else None
     row = {"run": run.name, "path": str(run), "sweep": sweep_of(run), "experiment": experiment_of(run) if problem
            else info.get("experiment") or cfg.get("experiment", {}).get("name") or run.parent.name,
            "status": "damaged" if problem else runlock.live(info.get("status", "?"), run), "problem": problem,
@@ -180,18 +179,17 @@ def run_summary(run: Path) -> dict:
            "last": None, "wall_seconds": None, "precision": precision_of(info, cfg.get("train", {})),
            "checkpoint": _int(info.get("step")) if _has_checkpoint(run) else None,
            "limit": limit_of(info, cfg.get("train", {}))}
-    row["step"] = max([row["step"]] + [s.steps[-1] for s in sc.values() if s.steps])  # a live run's latest
+    live = (info.get("progress") or {}).get("step") if row["status"] == "running" else None  # a live run's latest
+    row["step"] = max(row["step"], _int(s.step if s is not None else None), _int(live))
     if tag:
-        s = sc[tag]
-        row["best"] = best_point(s, tag)
-        row["last"] = (s.steps[-1], s.values[-1])
+        row["best"], row["last"] = s.best(tag), s.last(tag)
     elif isinstance(info.get("best"), dict):
         b = info["best"]
         row["fid_tag"], row["best"] = b.get("tag"), (b.get("step"), b.get("value"))
     start, end = _parse_time(info.get("started")), _parse_time(info.get("ended"))
     if start is not None:
         if end is None:  # still running (or its process died): up to its last event
-            last_event = max((p.stat().st_mtime for p in run.glob("events.out.tfevents.*")), default=None)
+            last_event = max((p.stat().st_mtime for p in eventfile.files(run)), default=None)
             end = dt.datetime.fromtimestamp(last_event).astimezone() if last_event else None
         if end is not None:
             row["wall_seconds"] = (end - start).total_seconds()
@@ -280,3 +278,41 @@ def runs_table(logs: Path, exp: str | None = None):
         row[heads.index("status")] = f"[{STATUS_STYLE.get(st, 'white')}]{row[heads.index('status')]}[/]"
         t.add_row(*row)
     return t, rows
+
+
+# ---- `gan runs --disk` ---------------------------------------------------------------------------------------------
+def disk_table(logs: Path, exp: str | None = None):
+    """Each run's bytes by kind (gan/disk.py), its events per 10k steps, and a total in which a file shared by
+    runs (a hard link) counts once: (table, rows, total by kind)."""
+    from rich.table import Table
+
+    from gan import disk
+
+    runs = find_runs(logs, exp)
+    seen, rows = set(), []
+    for r in runs:
+        info = info_of(r)
+        step = max(_int(info.get("step")), _int((info.get("progress") or {}).get("step")))
+        rows.append({"run": r.name, "path": str(r), "sweep": sweep_of(r), "step": step, **disk.usage(r)})
+    shared = dict.fromkeys(disk.KINDS + ("total",), 0)
+    for r in runs:  # the runs as one: a file two runs share counts once
+        for k, v in disk.usage(r, seen).items():
+            shared[k] += v
+    t = Table(box=None, title=f"disk under {logs}" + (f"/{exp}" if exp else ""), collapse_padding=True,
+              pad_edge=False, caption=f"total {disk.fmt_bytes(shared['total'])} ("
+                                      + ", ".join(f"{disk.LABELS[k]} {disk.fmt_bytes(shared[k])}" for k in disk.KINDS)
+                                      + "); a file with two names counts once", caption_justify="left")
+    sweeps = any(r["sweep"] for r in rows)
+    t.add_column("run", overflow="fold")
+    if sweeps:
+        t.add_column("sweep")
+    t.add_column("steps", justify="right")
+    for k in disk.KINDS:
+        t.add_column(disk.LABELS[k], justify="right")
+    t.add_column("total", justify="right")
+    t.add_column("events / 10k steps", justify="right")
+    for r in rows:
+        per = r["events"] * 10_000 / r["step"] if r["step"] else None
+        t.add_row(r["run"], *([r["sweep"] or "-"] if sweeps else []), str(r["step"]),
+                  *[disk.fmt_bytes(r[k]) for k in disk.KINDS], disk.fmt_bytes(r["total"]), disk.fmt_bytes(per))
+    return t, rows, shared
