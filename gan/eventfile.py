@@ -102,6 +102,9 @@ def _scalars(b, i: int, end: int, out: list) -> None:
 
 def decode(b) -> tuple[float, int, list, bool, bool]:
     """(wall_time, step, [(tag, value)] of its scalars, a SessionLog.START?, has file_version?) of one Event."""
+    fast = _one_scalar(b)
+    if fast is not None:
+        return fast
     wall, step, values, start, version = 0.0, 0, [], False, False
     i, n = 0, len(b)
     while i < n:
@@ -134,6 +137,46 @@ def decode(b) -> tuple[float, int, list, bool, bool]:
     if i != n:
         raise ValueError("event runs past its record")
     return wall, step, values, start, version
+
+
+def _one_scalar(b):
+    """The common event at a glance: wall_time, step, a Summary of one simple_value with a short tag, in that order
+    (what add_scalar writes); None for anything else (decoded field by field)."""
+    n = len(b)
+    if n < 20 or b[0] != 0x09 or b[9] != 0x10:
+        return None
+    step, i = _varint(b, 10)
+    step -= (1 << 64) if step >= 1 << 63 else 0
+    if i + 6 > n or b[i] != 0x2A or b[i + 2] != 0x0A or b[i + 4] != 0x0A or b[i + 1] != n - i - 2:
+        return None
+    t = b[i + 5]
+    j = i + 6 + t
+    if t >= 0x80 or b[i + 3] != t + 7 or j + 5 != n or b[j] != 0x15:
+        return None
+    return (_F64.unpack_from(b, 1)[0], step, [(bytes(b[i + 6:j]).decode("utf-8", "replace"),
+                                              _F32.unpack_from(b, j + 1)[0])], False, False)
+
+
+def first_bad(data: bytes, spans: list[tuple[int, int, int]]) -> int:
+    """Index of the first (offset, length, masked CRC) span of `data` whose CRC does not match; len(spans) when all
+    do. One pass over every span at once (numpy, byte column by byte column): the records a scan keeps are small."""
+    import numpy as np
+
+    if not spans:
+        return 0
+    sp = np.array(spans, dtype=np.int64)
+    order = np.argsort(-sp[:, 1], kind="stable")  # longest first: the spans still running are a prefix
+    start, length, want = sp[order, 0], sp[order, 1], sp[order, 2]
+    buf, table = np.frombuffer(data, dtype=np.uint8), np.array(_TABLE, dtype=np.uint32)
+    c = np.full(len(sp), 0xFFFFFFFF, dtype=np.uint32)
+    for j in range(int(length[0])):
+        k = int(np.searchsorted(-length, -j, side="left"))  # spans longer than j
+        cj = c[:k]
+        c[:k] = table[(cj ^ buf[start[:k] + j]) & 0xFF] ^ (cj >> 8)
+    c = (c ^ 0xFFFFFFFF).astype(np.uint64)
+    masked = (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    bad = order[masked != want.astype(np.uint64)]
+    return int(bad.min()) if len(bad) else len(spans)
 
 
 def is_event_file(name: str) -> bool:
@@ -178,35 +221,51 @@ class Scan:
         return max((max(p) for p in self.points.values() if p), default=None)
 
 
+_HEADER_CRC: dict[int, int] = {}  # length -> masked CRC of its 8 bytes: lengths repeat, one tag after another
+
+
 def _read(path: Path, scan: Scan, limit: int | None = None) -> None:
     with open(path, "rb") as f:
         data = f.read() if limit is None else f.read(1 << 16)  # a first record (the file version) is small
     if limit is None:
         scan.sizes[path.name] = len(data)
-    mv, pos, n, read = memoryview(data), 0, len(data), 0
-    while pos + 12 <= n and (limit is None or read < limit):
-        length = _U64.unpack_from(data, pos)[0]
-        if masked_crc(mv[pos:pos + 8]) != _U32.unpack_from(data, pos + 8)[0]:
-            return  # a damaged length: the rest of the file cannot be framed
-        start, end = pos + 12, pos + 12 + length
+    mv, pos, n = memoryview(data), 0, len(data)
+    events, spans = [], []  # decoded events in file order; the spans of those the scan uses, to CRC-check
+    u64, u32, known, dec = _U64.unpack_from, _U32.unpack_from, _HEADER_CRC.get, decode  # locals: a hot loop
+    want_t0 = scan.t0 is None
+    while pos + 12 <= n and (limit is None or len(events) < limit):
+        length = u64(data, pos)[0]
+        crc = known(length)
+        if crc is None:
+            crc = masked_crc(mv[pos:pos + 8])
+            if len(_HEADER_CRC) < 65536:
+                _HEADER_CRC[length] = crc
+        if crc != u32(data, pos + 8)[0]:
+            break  # a damaged length: the rest of the file cannot be framed
+        end = pos + 12 + length
         if end + 4 > n:
-            return  # a partial record: the writer's last, or a killed writer's
-        body = mv[start:end]
+            break  # a partial record: the writer's last, or a killed writer's
         try:
-            wall, step, values, restart, version = decode(body)
+            ev = dec(mv[pos + 12:end])
         except (IndexError, ValueError, struct.error):
-            return
-        if (values or restart or version or scan.t0 is None) and \
-                masked_crc(body) != _U32.unpack_from(data, end)[0]:
-            return  # a damaged record that would be used: TensorBoard stops its file here too
-        read += 1
+            break
+        if ev[2] or ev[3] or ev[4] or want_t0:
+            want_t0 = False
+            spans.append((pos + 12, length, u32(data, end)[0]))
+            events.append((ev, len(spans) - 1))
+        else:
+            events.append((ev, None))
+        pos = end + 4
+    bad = first_bad(data, spans)  # a damaged record that would be used: TensorBoard stops its file there too
+    for (wall, step, values, restart, _), span in events:
+        if span is not None and span >= bad:
+            break
         if scan.t0 is None:
             scan.t0 = wall
         if restart:
             scan.purge(step)
         for tag, value in values:
             scan.points.setdefault(tag, {})[step] = (value, wall)
-        pos = end + 4
 
 
 def scan(run: Path) -> Scan:

@@ -17,7 +17,7 @@ from gan import fileio, runlock, summary
 from gan.errors import GanError
 from gan.events import first_reaching
 from gan.metrics import protocol
-from gan.runs import fmt_duration, info_of, precision_of, short_labels, sweep_of
+from gan.runs import experiment_of, fmt_duration, info_of, precision_of, short_labels, sweep_of
 
 MARK = "†"
 
@@ -78,8 +78,8 @@ def describe_device(info: dict) -> str:
     return f"{d} ×{world}" if world else d
 
 
-def row_of(run: Path, label: str, experiment: str, at: list) -> Row:
-    info = info_of(run)
+def row_of(run: Path, label: str, experiment: str, at: list, info: dict | None = None) -> Row:
+    info = info_of(run) if info is None else info
     sm = summary.load(run)
     best = {t: sm.best(t) for t in sm.metric_tags()}
     reached = {}
@@ -109,8 +109,9 @@ def leaderboard(runs: list[Path], at: list[tuple[str, float]] = ()) -> Board:
     if not runs:
         raise GanError("no runs to rank: give run folders or --exp NAME, or train one first")
     runs = list(dict.fromkeys(Path(r) for r in runs))
-    exps, labels = short_labels(runs)
-    rows = [row_of(r, lab, e, list(at)) for r, lab, e in zip(runs, labels, exps)]
+    infos = [info_of(r) for r in runs]  # each run.json read once
+    exps, labels = short_labels(runs, [i.get("experiment") or experiment_of(r) for r, i in zip(runs, infos)])
+    rows = [row_of(r, lab, e, list(at), i) for r, lab, e, i in zip(runs, labels, exps, infos)]
     have = [set(r.best) for r in rows if r.best]
     every = set.intersection(*have) if have else set()
     union = set().union(*have) if have else set()
@@ -149,25 +150,23 @@ def _at_name(tag: str, thr: float) -> str:
 
 
 def table(b: Board):
+    """The leaderboard as `gan leaderboard` prints it; past console.PLAIN_ROWS runs, as plain aligned lines."""
     from rich.table import Table
+
+    from gan.console import PLAIN_ROWS, plain_table
 
     why = f"ranked by {b.primary.tag} ({b.primary.why})" if b.primary.tag else "no metric to rank by"
     marked = any(r.differs for r in b.rows)
     foot = [f"{MARK} {n}" for n in b.notes] + ([f"{MARK} marks a run whose protocol differs from the first "
                                                 "row's: its numbers are not comparable as they stand"]
                                                if marked else [])
-    t = Table(box=None, title=f"leaderboard: {why}", caption="\n".join(foot) or None, caption_justify="left")
-    t.add_column("#", justify="right")
-    t.add_column("run", no_wrap=True)
     sweeps = any(r.sweep for r in b.rows)
     statuses = any(r.status != "completed" for r in b.rows)  # a live or dead run among finished ones: said
-    for h in ("sweep",) * sweeps + ("status",) * statuses + ("model", "device · precision"):
-        t.add_column(h)
-    t.add_column("img/s", justify="right")
-    for tag in b.tags:
-        t.add_column(tag.split("/", 1)[1] + (" ★" if tag == b.primary.tag else ""), justify="right")
-    for tag, thr in b.at:
-        t.add_column(f"{_at_name(tag, thr)}\ntime · images", justify="right")
+    heads = ["#", "run", *("sweep",) * sweeps, *("status",) * statuses, "model", "device · precision", "img/s"]
+    heads += [tag.split("/", 1)[1] + (" ★" if tag == b.primary.tag else "") for tag in b.tags]
+    heads += [f"{_at_name(tag, thr)}\ntime · images" for tag, thr in b.at]
+    right = {0} | set(range(heads.index("img/s"), len(heads)))
+    rows = []
     for i, r in enumerate(b.rows, 1):
         cells = [str(i), r.label + (f" {MARK}" if r.differs else ""), *([r.sweep or "—"] if sweeps else []),
                  *([r.status] if statuses else []), r.model, f"{r.device} · {r.precision or '?'}",
@@ -177,6 +176,14 @@ def table(b: Board):
             hit = r.reached[key]
             cells.append("—" if hit is None else
                          f"{fmt_duration(hit[1]) if hit[1] is not None else '?'} · {_images(hit[2])}")
+        rows.append(cells)
+    title = f"leaderboard: {why}"
+    if len(rows) > PLAIN_ROWS:
+        return plain_table(title, heads, rows, right, "\n".join(foot) or None)
+    t = Table(box=None, title=title, caption="\n".join(foot) or None, caption_justify="left")
+    for i, h in enumerate(heads):
+        t.add_column(h, justify="right" if i in right else "left", no_wrap=h == "run")
+    for cells in rows:
         t.add_row(*cells)
     return t
 

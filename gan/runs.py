@@ -53,7 +53,8 @@ def find_runs(logs: Path, exp: str | None = None) -> list[Path]:
 
 def sweep_of(run: Path) -> str | None:
     """The sweep a run belongs to (its parent folder holds sweep.json), by the sweep folder's name."""
-    return Path(run).parent.name if (Path(run).parent / "sweep.json").is_file() else None
+    parent = os.path.dirname(run)
+    return os.path.basename(parent) if os.path.isfile(os.path.join(parent, "sweep.json")) else None
 
 
 def setting_of(run: Path) -> str | None:
@@ -94,7 +95,7 @@ def read_info(run: Path) -> tuple[dict, str | None]:
     """(run.json as a dict, None), or ({}, why it cannot be read). Read only: a listing never moves a file."""
     missing = object()
     try:
-        info = fileio.read_json(Path(run) / "run.json", default=missing)
+        info = fileio.read_json(os.path.join(run, "run.json"), default=missing)
     except GanError as e:
         return {}, str(e).split(" is damaged ", 1)[-1].strip("()")
     if info is missing:
@@ -123,10 +124,10 @@ def seed_of(run: Path):
     return run_config(run).get("experiment", {}).get("seed", info_of(run).get("seed"))
 
 
-def short_labels(runs: list[Path]) -> tuple[list[str], list[str]]:
+def short_labels(runs: list[Path], exps: list[str] | None = None) -> tuple[list[str], list[str]]:
     """(experiments, labels) of runs shown side by side: the run id when they share one experiment, else
-    <experiment>/<id>; the full paths when even those clash."""
-    exps = [experiment_of(r) for r in runs]
+    <experiment>/<id>; the full paths when even those clash. `exps`: the runs' experiments, when known."""
+    exps = exps or [experiment_of(r) for r in runs]
     labels = [r.name if len(set(exps)) == 1 else f"{e}/{r.name}" for r, e in zip(runs, exps)]
     return exps, labels if len(set(labels)) == len(labels) else [str(r) for r in runs]
 
@@ -201,8 +202,8 @@ def _int(v) -> int:
 
 
 def _has_checkpoint(run: Path) -> bool:
-    ck = Path(run) / "checkpoints"
-    return (ck / "last.pt").is_file() or (ck / "last.pt.prev").is_file()
+    ck = os.path.join(run, "checkpoints")
+    return os.path.isfile(os.path.join(ck, "last.pt")) or os.path.isfile(os.path.join(ck, "last.pt.prev"))
 
 
 def limit_of(info: dict, train: dict) -> str | None:
@@ -246,13 +247,17 @@ STATUS_STYLE = {"completed": "green", "running": "cyan", "interrupted": "yellow"
 
 
 def runs_table(logs: Path, exp: str | None = None):
+    """(the table `gan runs` prints, its rows); past console.PLAIN_ROWS runs, as plain aligned lines."""
     from rich.table import Table
+
+    from gan.console import PLAIN_ROWS, plain_table
 
     rows = [run_summary(r) for r in find_runs(logs, exp)]
     tags = {r["fid_tag"] for r in rows if r["fid_tag"]}
     one = next(iter(tags)) if len(tags) == 1 else None  # every run judged by the same extractor's FID
     fid_name = f"FID {protocol.extractor_label(protocol.split(one)[1])}" if one else "FID"  # else each figure names its own
-    t = Table(box=None, title=f"runs under {logs}" + (f"/{exp}" if exp else ""), collapse_padding=True, pad_edge=False)
+    title = f"runs under {logs}" + (f"/{exp}" if exp else "")
+    t = Table(box=None, title=title, collapse_padding=True, pad_edge=False)
     sweeps = any(r["sweep"] for r in rows)
     problems = any(r["problem"] for r in rows)
     table = []
@@ -265,14 +270,18 @@ def runs_table(logs: Path, exp: str | None = None):
                       *([r["problem"] or ""] if problems else [])])
     heads = ["run", *(["sweep"] if sweeps else []), "experiment", "status", "steps", "precision",
              f"best {fid_name} (step)", f"last {fid_name}", "wall time", *(["problem"] if problems else [])]
+    right = {i for i, h in enumerate(heads) if i >= heads.index("best " + fid_name + " (step)") and h != "problem"}
+    si = heads.index("status")
+    if len(rows) > PLAIN_ROWS:
+        return plain_table(title, heads, [[(c, STATUS_STYLE.get(r["status"], "white")) if i == si else c
+                                           for i, c in enumerate(row)] for r, row in zip(rows, table)], right), rows
     # a sweep's run names are long: they fold, and so does a problem; the sweep and experiment names (short, and read
     # on one line) and the facts beside them keep their width, never squeezed to "…"
     folds = {"run", "problem"}
     for i, h in enumerate(heads):
         width = max([len(row[i]) for row in table] + [min(len(h), 12)])
-        t.add_column(h, justify="right" if i >= heads.index("best " + fid_name + " (step)") and h != "problem"
-                     else "left", overflow="fold" if h in folds else "ellipsis", no_wrap=h not in folds,
-                     min_width=min(width, 20) if h in folds else min(width, 40))
+        t.add_column(h, justify="right" if i in right else "left", overflow="fold" if h in folds else "ellipsis",
+                     no_wrap=h not in folds, min_width=min(width, 20) if h in folds else min(width, 40))
     for r, row in zip(rows, table):
         st = r["status"]
         row[heads.index("status")] = f"[{STATUS_STYLE.get(st, 'white')}]{row[heads.index('status')]}[/]"
@@ -287,6 +296,7 @@ def disk_table(logs: Path, exp: str | None = None):
     from rich.table import Table
 
     from gan import disk
+    from gan.console import PLAIN_ROWS, plain_table
 
     runs = find_runs(logs, exp)
     seen, rows = set(), []
@@ -298,21 +308,22 @@ def disk_table(logs: Path, exp: str | None = None):
     for r in runs:  # the runs as one: a file two runs share counts once
         for k, v in disk.usage(r, seen).items():
             shared[k] += v
-    t = Table(box=None, title=f"disk under {logs}" + (f"/{exp}" if exp else ""), collapse_padding=True,
-              pad_edge=False, caption=f"total {disk.fmt_bytes(shared['total'])} ("
-                                      + ", ".join(f"{disk.LABELS[k]} {disk.fmt_bytes(shared[k])}" for k in disk.KINDS)
-                                      + "); a file with two names counts once", caption_justify="left")
+    title = f"disk under {logs}" + (f"/{exp}" if exp else "")
+    caption = (f"total {disk.fmt_bytes(shared['total'])} (" + ", ".join(f"{disk.LABELS[k]} {disk.fmt_bytes(shared[k])}"
+                                                                       for k in disk.KINDS)
+               + "); a file with two names counts once")
     sweeps = any(r["sweep"] for r in rows)
-    t.add_column("run", overflow="fold")
-    if sweeps:
-        t.add_column("sweep")
-    t.add_column("steps", justify="right")
-    for k in disk.KINDS:
-        t.add_column(disk.LABELS[k], justify="right")
-    t.add_column("total", justify="right")
-    t.add_column("events / 10k steps", justify="right")
-    for r in rows:
-        per = r["events"] * 10_000 / r["step"] if r["step"] else None
-        t.add_row(r["run"], *([r["sweep"] or "-"] if sweeps else []), str(r["step"]),
-                  *[disk.fmt_bytes(r[k]) for k in disk.KINDS], disk.fmt_bytes(r["total"]), disk.fmt_bytes(per))
+    heads = ["run", *(["sweep"] if sweeps else []), "steps", *(disk.LABELS[k] for k in disk.KINDS), "total",
+             "events / 10k steps"]
+    cells = [[r["run"], *([r["sweep"] or "-"] if sweeps else []), str(r["step"]),
+              *[disk.fmt_bytes(r[k]) for k in disk.KINDS], disk.fmt_bytes(r["total"]),
+              disk.fmt_bytes(r["events"] * 10_000 / r["step"] if r["step"] else None)] for r in rows]
+    right = set(range(heads.index("steps"), len(heads)))
+    if len(rows) > PLAIN_ROWS:
+        return plain_table(title, heads, cells, right, caption), rows, shared
+    t = Table(box=None, title=title, collapse_padding=True, pad_edge=False, caption=caption, caption_justify="left")
+    for i, h in enumerate(heads):
+        t.add_column(h, justify="right" if i in right else "left", overflow="fold" if h == "run" else "ellipsis")
+    for c in cells:
+        t.add_row(*c)
     return t, rows, shared

@@ -55,15 +55,27 @@ def config_facts(text: str | None) -> dict:
 
 def _config_key(run: Path) -> list | None:
     try:
-        st = os.stat(Path(run) / "config.toml")
+        st = os.stat(os.path.join(run, "config.toml"))
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns]
 
 
 def key_now(run: Path) -> dict:
-    """What a summary is made from, as it is now: the event files' sizes and config.toml's size and mtime."""
-    return {"events": eventfile.sizes(run), "config": _config_key(run)}
+    """What a summary is made from, as it is now: the event files' sizes and config.toml's size and mtime (one
+    look at the folder: a listing asks this of every run)."""
+    files, cfg = {}, None
+    try:
+        with os.scandir(run) as it:
+            for e in it:
+                if eventfile.is_event_file(e.name) and e.is_file():
+                    files[e.name] = e.stat().st_size
+                elif e.name == "config.toml":
+                    st = e.stat()
+                    cfg = [st.st_size, st.st_mtime_ns]
+    except OSError:
+        pass
+    return {"events": dict(sorted(files.items())), "config": cfg}
 
 
 def build(points: dict, t0: float | None, last: int | None, key: dict, config: dict, status: str | None,
@@ -140,7 +152,8 @@ def parse(data: bytes) -> Summary | None:
 
 def read(run: Path) -> Summary | None:
     try:
-        return parse((Path(run) / FILE).read_bytes())
+        with open(os.path.join(run, FILE), "rb") as f:
+            return parse(f.read())
     except OSError:
         return None
 

@@ -24,9 +24,10 @@ SECTIONS = {  # name -> (module, title); run in this order
     "metrics": ("gan.bench.metrics_cost", "Metric cost"),
     "fidcheck": ("gan.bench.fidcheck", "FID check of numerics-changing levers"),
     "memory": ("gan.bench.memory", "Peak memory"),
+    "scale": ("gan.bench.scale", "Scale: gan runs and leaderboard over many long runs"),
     "quality": ("gan.bench.quality", "Quality race: equal training time"),
 }
-DEFAULT = "speed,levers,flops,metrics,fidcheck,memory"
+DEFAULT = "speed,levers,flops,metrics,fidcheck,memory,scale"
 
 
 def parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ from gan.cli import app
 from gan.errors import GanError, friendly
 from gan.metrics.protocol import EXTRACTOR_SUFFIX
 from gan.runs import disk_table, find_runs, resolve_run, runs_table, setting_of
-from gan.console import console
+from gan.console import console, show
 
 RUN_HELP = "run folder, <experiment>/<run-id> or run id"
 LOGS = typer.Option(Path("logs"), help="root folder of the runs")
@@ -39,7 +39,7 @@ def runs_cmd(exp: Optional[str] = typer.Argument(None, help="only this experimen
     if not rows:
         console.print(f"no runs under {logs / exp if exp else logs}")
         return
-    console.print(t)
+    show(t)
     say_rebuilt()
 
 
@@ -102,7 +102,7 @@ def leaderboard_cmd(
     thresholds = lb.parse_at(at)
     dirs = gather(runs, exp, logs) if runs or exp else find_runs(logs)
     b = lb.leaderboard(dirs, thresholds)
-    console.print(lb.table(b))
+    show(lb.table(b))
     say_rebuilt()
     if published:
         tables, lines = lb.published(b)

@@ -1,0 +1,178 @@
+"""Scale: `gan runs` and `gan leaderboard` over many long runs, each measured as a user runs it (a subprocess,
+`python -m gan runs --logs DIR`, start-up included) in three states:
+- warm: every run's summary (gan/summary.py) is there and current: what every listing after the first costs;
+- cold: no summary yet (runs written by an older gan): the command rebuilds each from its event files, says so in
+  one line and saves it; (cold - warm) / runs is the rebuild's cost per run;
+- before: `GAN_INDEX=events`, every run read with TensorBoard's EventAccumulator as gan did before the index; at the
+  smallest counts only (10 runs of 100k steps take minutes): larger counts are extrapolated, and marked so.
+
+The runs are synthetic, written at `best`'s cadence by the project's own recorder (gan/bench/synthetic.py): one
+template run, then per run a folder of its own (run.json, config.toml, its summary once a command made it) whose event
+files are the template's, hard-linked, so a thousand runs of 100k steps cost a few MB beyond the template. The import
+time of the command line (`python -c "import gan.cli"`) is measured apart: the part of every figure that the
+command's start-up costs, whatever the runs.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gan import disk, eventfile, grids, summary
+from gan.bench import synthetic
+from gan.bench.context import Context
+
+ROOT = Path(__file__).resolve().parents[2]
+
+COMMANDS = ("runs", "leaderboard")
+
+
+def _env(index: str | None) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("GAN_INDEX", None)
+    return env | ({"GAN_INDEX": index} if index else {})
+
+
+def timed(args: list[str], index: str | None = None, inproc: bool = False) -> tuple[float, str]:
+    """(seconds, stdout) of `python -m gan ARGS` as a subprocess (in this process, `inproc`: the tiny profile)."""
+    t0 = time.perf_counter()
+    if inproc:
+        from typer.testing import CliRunner
+
+        from gan.cli import app
+
+        old = os.environ.pop("GAN_INDEX", None)
+        if index:
+            os.environ["GAN_INDEX"] = index
+        try:
+            r = CliRunner().invoke(app, args)
+        finally:
+            os.environ.pop("GAN_INDEX", None)
+            if old is not None:
+                os.environ["GAN_INDEX"] = old
+        code, out = r.exit_code, r.stdout
+    else:
+        p = subprocess.run([sys.executable, "-m", "gan", *args], cwd=ROOT, env=_env(index), capture_output=True,
+                           text=True, timeout=7200, stdin=subprocess.DEVNULL)
+        code, out = p.returncode, p.stdout + p.stderr
+    secs = time.perf_counter() - t0
+    if code != 0:
+        raise RuntimeError(f"`gan {' '.join(args)}` exited {code}: {out[-800:]}")
+    return secs, out
+
+
+def import_seconds(rounds: int) -> list[float]:
+    """`python -c "import gan.cli"`: the start-up every command pays before it reads a run."""
+    out = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import gan.cli"], cwd=ROOT, env=_env(None), check=True,
+                       capture_output=True, timeout=600)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def forget(logs: Path) -> None:
+    """Every summary under logs/ removed: the runs as an older gan left them."""
+    for p in logs.rglob(summary.FILE):
+        p.unlink()
+
+
+def make_runs(template: Path, logs: Path, n: int) -> Path:
+    for i in range(n):
+        synthetic.copy_run(template, logs / "best" / f"run-{i:04d}", i)
+    return logs
+
+
+def _fmt(v: float | None, extrapolated: bool = False) -> str:
+    if v is None:
+        return "—"
+    return f"≈ {v:,.0f} s (extrapolated)" if extrapolated else f"{v:.2f} s" if v < 100 else f"{v:,.0f} s"
+
+
+def run(ctx: Context) -> None:
+    p, rep = ctx.profile, ctx.report
+    inproc = p.name == "tiny"  # seconds for the test suite: the commands in this process, timings meaningless
+    pictures = synthetic.images(ctx.data_ov, 2 * grids.GRID + 16)
+    t0 = time.perf_counter()
+    template = synthetic.write_run(ctx.tmp / "scale-template" / "best", "best", p.scale_steps, pictures,
+                                   ("c10", "inception"), ctx.profile.shrink)
+    write_s = time.perf_counter() - t0
+    sizes = disk.usage(template)
+    events = [f for f in template.iterdir() if "tfevents" in f.name]
+    rep.md(f"template: a synthetic `best` run of {p.scale_steps:,} steps at its cadence (scalars every 100 steps, "
+           f"grids every 1,000 with the per-class grid, c10 + Inception metrics every 5,000), written by "
+           f"rundir.Recorder in {write_s:.1f} s: {disk.fmt_bytes(sizes['events'])} of events in {len(events)} "
+           f"file(s), a {disk.fmt_bytes((template / summary.FILE).stat().st_size)} summary; each run below "
+           "hard-links its event files and has its own run.json and config.toml.", "")
+    t0 = time.perf_counter()
+    eventfile.scan(template)
+    scan_s = time.perf_counter() - t0
+    imports = [] if inproc else import_seconds(p.scale_rounds)
+    imp = statistics.median(imports) if imports else None
+    rows, data = [], {"steps": p.scale_steps, "event_bytes": sizes["events"], "template_write_s": write_s,
+                      "scan_one_s": scan_s, "import_s": imports, "counts": {}}
+    for n in p.scale_counts:
+        logs = make_runs(template, ctx.tmp / f"scale-{n}", n)
+        d = data["counts"][n] = {}
+        for cmd in COMMANDS:
+            forget(logs)
+            cold, out = timed([cmd, "--logs", str(logs)], inproc=inproc)
+            if f"rebuilt the index of {n} run" not in out:
+                raise RuntimeError(f"cold `gan {cmd}` over {n} runs did not say it rebuilt them: {out[-600:]}")
+            warm = []
+            for _ in range(p.scale_rounds):
+                with rep.steady.window():
+                    secs, out = timed([cmd, "--logs", str(logs)], inproc=inproc)
+                if "rebuilt" in out:
+                    raise RuntimeError(f"warm `gan {cmd}` rebuilt summaries: {out[-600:]}")
+                warm.append(secs)
+            before = timed([cmd, "--logs", str(logs)], index="events", inproc=inproc)[0] \
+                if n in p.scale_old else None
+            d[cmd] = {"warm": warm, "cold": cold, "before": before}
+        shutil.rmtree(logs)
+    # before the index, each run costs what it costs at the smallest count measured: extrapolated from there
+    old_n = min((n for n in p.scale_counts if n in p.scale_old), default=None)
+    for n in p.scale_counts:
+        d, cells = data["counts"][n], [f"{n:,}"]
+        for cmd in COMMANDS:
+            c = d[cmd]
+            w = statistics.median(c["warm"])
+            base = imp or 0.0
+            if c["before"] is None and old_n is not None:
+                b0 = data["counts"][old_n][cmd]["before"]
+                c["before_extrapolated"] = base + (b0 - base) / old_n * n
+            before = c["before"] if c["before"] is not None else c.get("before_extrapolated")
+            c["per_run_cold_ms"] = 1000 * (c["cold"] - w) / n
+            cells += [_fmt(w), _fmt(c["cold"]), _fmt(before, c["before"] is None),
+                      f"{before / w:,.0f}×" if before else "—"]
+        rows.append(cells)
+    head = ["runs"] + [f"{cmd} {what}" for cmd in COMMANDS for what in ("warm", "cold", "before", "before ÷ warm")]
+    rep.md("Each cell is the whole command as a subprocess (start-up included); warm: the median of "
+           f"{p.scale_rounds} rounds; cold: the first command after the summaries were removed (it rebuilds and saves "
+           "them); before: `GAN_INDEX=events`, TensorBoard's reader over every run (measured at "
+           f"{', '.join(f'{n:,}' for n in p.scale_old)} runs, extrapolated beyond, linear in the runs).", "")
+    rep.table(head, rows)
+    big = max(p.scale_counts)
+    per_run = statistics.median(data["counts"][n][c]["per_run_cold_ms"] for n in p.scale_counts for c in COMMANDS
+                                if n == big)
+    rep.md(f"- start-up: `python -c \"import gan.cli\"` {_fmt(imp)} (median of {len(imports)}): in every figure "
+           "above, whatever the runs" if imp else "- start-up: not measured (tiny profile: in-process)",
+           f"- the cold rebuild: {per_run:,.0f} ms per run at {big:,} runs (one run's event files read by "
+           f"gan/eventfile.py alone: {scan_s * 1000:,.0f} ms; by TensorBoard's EventAccumulator: the before "
+           "column)", "")
+    data["per_run_cold_ms"] = per_run
+    rep.data(scale=data)
+    for cmd in COMMANDS:
+        key = f"scale_{cmd}_warm"
+        if big >= 1000:
+            c = data["counts"][big][cmd]
+            work = f"; start-up (import gan.cli) {_fmt(imp)} of it" if imp else ""
+            rep.measure(key, statistics.median(c["warm"]), f"{big:,} runs of {p.scale_steps:,} steps{work}",
+                        samples=c["warm"])
+        else:
+            rep.measure(key, None, f"the profile lists at most {big:,} runs")
