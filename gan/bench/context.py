@@ -54,6 +54,7 @@ class Profile:
     scale_steps: int = 100_000  # each of `best`'s length
     scale_old: tuple = (10,)  # counts at which the listing before the index (TensorBoard's reader) is measured
     scale_rounds: int = 3  # warm repetitions (the samples of its targets)
+    disk_steps: int = 10_000  # the disk section's synthetic runs: this long and twice as long
 
 
 PROFILES = {
@@ -62,7 +63,7 @@ PROFILES = {
     # seconds, for tests: tiny nets, a few steps; numbers meaningless
     "tiny": Profile("tiny", 2, 0.05, 1, (40, 80), 2, 80, 80, 80, 2, False, 5.0, 1,
                     ("model.g_channels=4", "model.d_channels=4", "optim.batch_size=16", "metrics.batch_size=40"), ("smoke",),
-                    scale_counts=(2, 4), scale_steps=3000, scale_old=(2,), scale_rounds=1),
+                    scale_counts=(2, 4), scale_steps=3000, scale_old=(2,), scale_rounds=1, disk_steps=1000),
 }
 
 

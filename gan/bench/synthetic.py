@@ -85,7 +85,7 @@ def write_run(folder: Path, exp: str, steps: int, pictures: torch.Tensor, extrac
     cfg = config.load(exp, [f"train.steps={steps}", f"experiment.seed={seed}", *overrides])
     t, o, m = cfg.train, cfg.optim, cfg.metrics
     folder = rundir.exact_run_dir(Path(folder))
-    rec = rundir.Recorder(folder, True, None, log=lambda *a, **k: None)
+    rec = rundir.Recorder(folder, True, None, log=lambda *a, **k: None, save_png=t.save_png)
     toml = config.to_toml(cfg)
     rec.started(True, toml, {"steps_planned": steps, "precision": "bf16", "threads": 1, "experiment": exp,
                              "seed": seed, "device": "cuda:0", "data": "CIFAR-10 (synthetic run)"}, 0, None)
