@@ -138,8 +138,7 @@ class Recorder:
             self.info.update(status="running", resumed=self.info.data.get("resumed", []) + [entry], **facts)
         if not isinstance(self.info, Null):  # the config as it runs now (a resume may have changed its length)
             fileio.write_atomic(self.run_dir / "config.toml", cfg_toml)
-            self.tb.flush()
-            self.index.write("running", cfg_toml)
+            self.index.write("running", cfg_toml)  # its key may lag events still queued: trusted while live
 
     def protocol(self, first: bool, proto: list[dict], notes: list[str], primary, step: int) -> None:
         """What the run's metric numbers mean: said once, kept in run.json; on resume, any change from what the
