@@ -25,6 +25,7 @@ import statistics
 import struct
 import tomllib
 import zlib
+from array import array
 from pathlib import Path
 
 from gan import eventfile, fileio, runlock
@@ -40,7 +41,7 @@ CONFIG = {"experiment": ("name", "seed"), "model": ("arch", "conditional"), "tra
 
 
 def _kept(tag: str) -> bool:
-    return is_metric(tag) or tag in PROGRESS or tag == RATE
+    return is_metric(tag) or tag in PROGRESS
 
 
 def config_facts(text: str | None) -> dict:
@@ -78,17 +79,17 @@ def key_now(run: Path) -> dict:
     return {"events": dict(sorted(files.items())), "config": cfg}
 
 
-def build(points: dict, t0: float | None, last: int | None, key: dict, config: dict, status: str | None,
+def build(points: dict, rates, t0: float | None, last: int | None, key: dict, config: dict, status: str | None,
           by: str) -> bytes:
-    """The file's bytes from {tag: {step: (value, wall_time)}} (metric, progress and img/s tags at least)."""
-    series = series_of({t: p for t, p in points.items() if is_metric(t) or t in PROGRESS}, t0 or 0.0)
+    """The file's bytes from {tag: {step: (value, wall_time)}} (the metric and progress tags at least) and the
+    img/s values logged."""
+    series = series_of({t: p for t, p in points.items() if _kept(t)}, t0 or 0.0)
     rows = {t: [list(p) for p in zip(s.steps, s.values, s.train_seconds, s.images, s.minutes)]
             for t, s in sorted(series.items()) if is_metric(t)}
-    rates = [v for v, _ in points.get(RATE, {}).values()]
     prim = protocol.primary(rows)
     head = {"format": FORMAT, "by": by, "written": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "status": status, "step": last, "t0": t0, "key": key, "config": config,
-            "images_per_sec": {"median": statistics.median(rates) if rates else None, "points": len(rates)},
+            "images_per_sec": {"median": statistics.median(rates) if len(rates) else None, "points": len(rates)},
             "primary": {"tag": prim.tag, "why": prim.why}, "tags": list(rows),
             "best": {t: rows[t][best_index(series[t], t)] for t in rows}, "last": {t: rows[t][-1] for t in rows}}
     lines = [json.dumps(head)] + [json.dumps({"tag": t, "points": r}) for t, r in rows.items()]
@@ -179,6 +180,7 @@ class Keeper:
             sc.purge(purge_step)
         self.t0, self.last = sc.t0, sc.last_step()
         self.points = {t: p for t, p in sc.points.items() if _kept(t)}
+        self.rates = array("d", (v for _, (v, _) in sorted(sc.points.get(RATE, {}).items())))  # 8 bytes a point
         self.files = dict(sc.sizes)  # the event files it read, and the one its own writer adds (own_file)
         self.own: str | None = None
         self.config: dict = {}
@@ -190,7 +192,9 @@ class Keeper:
         if values:
             self.last = step if self.last is None else max(self.last, step)
         for tag, v in values.items():
-            if _kept(tag):
+            if tag == RATE:  # once per log step: its steps only grow within a process
+                self.rates.append(_f32(v))
+            elif _kept(tag):
                 self.points.setdefault(tag, {})[step] = (_f32(v), wall)
 
     def write(self, status: str, config_text: str | None = None) -> None:
@@ -205,8 +209,8 @@ class Keeper:
         files = {n: now[n] for n in now if n == self.own or n in self.files} if self.own else now
         key = {"events": files, "config": _config_key(self.run)}
         try:
-            fileio.write_atomic(self.run / FILE, build(self.points, self.t0, self.last, key, self.config, status,
-                                                       "run"), durable=False)
+            fileio.write_atomic(self.run / FILE, build(self.points, self.rates, self.t0, self.last, key, self.config,
+                                                       status, "run"), durable=False)
         except GanError:
             pass
 
@@ -250,7 +254,8 @@ def rebuild(run: Path, tensorboard: bool = False) -> tuple[Summary, bytes, dict]
     except (OSError, ValueError, AttributeError):
         status = None
     key = {"events": files, "config": cfg_key}
-    data = build(points, t0, last, key, config_facts(cfg_text), status, "rebuilt from the event files")
+    rates = [v for v, _ in points.get(RATE, {}).values()]
+    data = build(points, rates, t0, last, key, config_facts(cfg_text), status, "rebuilt from the event files")
     return parse(data), data, key
 
 
