@@ -15,6 +15,7 @@ command's start-up costs, whatever the runs.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,10 +38,16 @@ def _env(index: str | None) -> dict:
     return env | ({"GAN_INDEX": index} if index else {})
 
 
-def timed(args: list[str], index: str | None = None, inproc: bool = False) -> tuple[float, str]:
-    """(seconds, output) of `python -m gan ARGS` as a subprocess; `inproc` (the tiny profile): what the command
-    does, in this process (its table made and printed, its line about rebuilt summaries)."""
-    t0 = time.perf_counter()
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(args: list[str], index: str | None = None, inproc: bool = False) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds, output) of `python -m gan ARGS` as a subprocess (its CPU: user + system, what a
+    machine busy with other work inflates least); `inproc` (the tiny profile): what the command does, in this
+    process (its table made and printed, its line about rebuilt summaries)."""
+    t0, c0 = time.perf_counter(), (time.process_time() if inproc else _child_cpu())
     if inproc:
         old = os.environ.pop("GAN_INDEX", None)
         if index:
@@ -55,10 +62,10 @@ def timed(args: list[str], index: str | None = None, inproc: bool = False) -> tu
         p = subprocess.run([sys.executable, "-m", "gan", *args], cwd=ROOT, env=_env(index), capture_output=True,
                            text=True, timeout=7200, stdin=subprocess.DEVNULL)
         code, out = p.returncode, p.stdout + p.stderr
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, (time.process_time() if inproc else _child_cpu()) - c0
     if code != 0:
         raise RuntimeError(f"`gan {' '.join(args)}` exited {code}: {out[-800:]}")
-    return secs, out
+    return secs, cpu, out
 
 
 def _inproc(cmd: str, logs: Path) -> str:
@@ -75,14 +82,14 @@ def _inproc(cmd: str, logs: Path) -> str:
     return con.file.getvalue() + (summary.note() or "")
 
 
-def import_seconds(rounds: int) -> list[float]:
-    """`python -c "import gan.cli"`: the start-up every command pays before it reads a run."""
+def import_seconds(rounds: int) -> list[tuple[float, float]]:
+    """(wall, CPU) of `python -c "import gan.cli"`: the start-up every command pays before it reads a run."""
     out = []
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _child_cpu()
         subprocess.run([sys.executable, "-c", "import gan.cli"], cwd=ROOT, env=_env(None), check=True,
                        capture_output=True, timeout=600)
-        out.append(time.perf_counter() - t0)
+        out.append((time.perf_counter() - t0, _child_cpu() - c0))
     return out
 
 
@@ -98,10 +105,16 @@ def make_runs(template: Path, logs: Path, n: int) -> Path:
     return logs
 
 
-def _fmt(v: float | None, extrapolated: bool = False) -> str:
-    if v is None:
+def _fmt(v: float) -> str:
+    return f"{v:.2f} s" if v < 100 else f"{v:,.0f} s"
+
+
+def _cell(wall: float | None, cpu: float | None, extrapolated: bool = False) -> str:
+    if wall is None:
         return "—"
-    return f"≈ {v:,.0f} s (extrapolated)" if extrapolated else f"{v:.2f} s" if v < 100 else f"{v:,.0f} s"
+    if extrapolated:
+        return f"≈ {wall:,.0f} s ({cpu:,.0f} s cpu), extrapolated"
+    return f"{_fmt(wall)} ({_fmt(cpu)} cpu)"
 
 
 def run(ctx: Context) -> None:
@@ -114,16 +127,18 @@ def run(ctx: Context) -> None:
     write_s = time.perf_counter() - t0
     sizes = disk.usage(template)
     events = [f for f in template.iterdir() if "tfevents" in f.name]
-    rep.md(f"template: a synthetic `best` run of {p.scale_steps:,} steps at its cadence (scalars every 100 steps, "
-           f"grids every 1,000 with the per-class grid, c10 + Inception metrics every 5,000), written by "
-           f"rundir.Recorder in {write_s:.1f} s: {disk.fmt_bytes(sizes['events'])} of events in {len(events)} "
-           f"file(s), a {disk.fmt_bytes((template / summary.FILE).stat().st_size)} summary; each run below "
-           "hard-links its event files and has its own run.json and config.toml.", "")
+    t = synthetic.config.load("best").train
+    rep.md(f"template: a synthetic `best` run of {p.scale_steps:,} steps at its cadence (scalars every "
+           f"{t.log_every} steps, grids every {t.image_every:,} with the per-class grid, c10 + Inception metrics "
+           f"every 5,000 and at the end), written by rundir.Recorder in {write_s:.1f} s: "
+           f"{disk.fmt_bytes(sizes['events'])} of events in {len(events)} file(s), a "
+           f"{disk.fmt_bytes((template / summary.FILE).stat().st_size)} summary; each run below hard-links its event "
+           "files and has its own run.json and config.toml.", "")
     t0 = time.perf_counter()
     eventfile.scan(template)
     scan_s = time.perf_counter() - t0
     imports = [] if inproc else import_seconds(p.scale_rounds)
-    imp = statistics.median(imports) if imports else None
+    imp = (statistics.median(w for w, _ in imports), statistics.median(c for _, c in imports)) if imports else None
     rows, data = [], {"steps": p.scale_steps, "event_bytes": sizes["events"], "template_write_s": write_s,
                       "scan_one_s": scan_s, "import_s": imports, "counts": {}}
     for n in p.scale_counts:
@@ -131,19 +146,21 @@ def run(ctx: Context) -> None:
         d = data["counts"][n] = {}
         for cmd in COMMANDS:
             forget(logs)
-            cold, out = timed([cmd, "--logs", str(logs)], inproc=inproc)
+            cold, cold_cpu, out = timed([cmd, "--logs", str(logs)], inproc=inproc)
             if f"rebuilt the index of {n} run" not in out:
                 raise RuntimeError(f"cold `gan {cmd}` over {n} runs did not say it rebuilt them: {out[-600:]}")
-            warm = []
+            warm, warm_cpu = [], []
             for _ in range(p.scale_rounds):
                 with rep.steady.window():
-                    secs, out = timed([cmd, "--logs", str(logs)], inproc=inproc)
+                    secs, cpu, out = timed([cmd, "--logs", str(logs)], inproc=inproc)
                 if "rebuilt" in out:
                     raise RuntimeError(f"warm `gan {cmd}` rebuilt summaries: {out[-600:]}")
                 warm.append(secs)
-            before = timed([cmd, "--logs", str(logs)], index="events", inproc=inproc)[0] \
-                if n in p.scale_old else None
-            d[cmd] = {"warm": warm, "cold": cold, "before": before}
+                warm_cpu.append(cpu)
+            before = timed([cmd, "--logs", str(logs)], index="events", inproc=inproc)[:2] \
+                if n in p.scale_old else (None, None)
+            d[cmd] = {"warm": warm, "warm_cpu": warm_cpu, "cold": cold, "cold_cpu": cold_cpu, "before": before[0],
+                      "before_cpu": before[1]}
         shutil.rmtree(logs)
     # before the index, each run costs what it costs at the smallest count measured: extrapolated from there
     old_n = min((n for n in p.scale_counts if n in p.scale_old), default=None)
@@ -151,38 +168,46 @@ def run(ctx: Context) -> None:
         d, cells = data["counts"][n], [f"{n:,}"]
         for cmd in COMMANDS:
             c = d[cmd]
-            w = statistics.median(c["warm"])
-            base = imp or 0.0
+            w, wc = statistics.median(c["warm"]), statistics.median(c["warm_cpu"])
             if c["before"] is None and old_n is not None:
-                b0 = data["counts"][old_n][cmd]["before"]
-                c["before_extrapolated"] = base + (b0 - base) / old_n * n
-            before = c["before"] if c["before"] is not None else c.get("before_extrapolated")
+                b0 = data["counts"][old_n][cmd]
+                base, base_cpu = imp or (0.0, 0.0)
+                c["before_extrapolated"] = base + (b0["before"] - base) / old_n * n
+                c["before_cpu_extrapolated"] = base_cpu + (b0["before_cpu"] - base_cpu) / old_n * n
+            ext = c["before"] is None
+            before_cpu = c["before_cpu_extrapolated" if ext else "before_cpu"] if old_n is not None else None
             c["per_run_cold_ms"] = 1000 * (c["cold"] - w) / n
-            cells += [_fmt(w), _fmt(c["cold"]), _fmt(before, c["before"] is None),
-                      f"{before / w:,.0f}×" if before else "—"]
+            c["per_run_cold_cpu_ms"] = 1000 * (c["cold_cpu"] - wc) / n
+            cells += [_cell(w, wc), _cell(c["cold"], c["cold_cpu"]),
+                      _cell(c.get("before_extrapolated") if ext else c["before"], before_cpu, ext),
+                      f"{before_cpu / wc:,.0f}×" if before_cpu else "—"]
         rows.append(cells)
-    head = ["runs"] + [f"{cmd} {what}" for cmd in COMMANDS for what in ("warm", "cold", "before", "before ÷ warm")]
-    rep.md("Each cell is the whole command as a subprocess (start-up included); warm: the median of "
-           f"{p.scale_rounds} rounds; cold: the first command after the summaries were removed (it rebuilds and saves "
-           "them); before: `GAN_INDEX=events`, TensorBoard's reader over every run (measured at "
+    head = ["runs"] + [f"{cmd} {what}" for cmd in COMMANDS for what in ("warm", "cold", "before", "before ÷ warm, cpu")]
+    rep.md("Each cell is the whole command as a subprocess, start-up included: wall seconds (its CPU seconds, user + "
+           f"system, which a machine busy with other work inflates least); warm: the median of {p.scale_rounds} "
+           "rounds; cold: the first command after the summaries were removed (it rebuilds and saves them); before: "
+           "`GAN_INDEX=events`, TensorBoard's reader over every run (measured at "
            f"{', '.join(f'{n:,}' for n in p.scale_old)} runs, extrapolated beyond, linear in the runs).", "")
     rep.table(head, rows)
     big = max(p.scale_counts)
-    per_run = statistics.median(data["counts"][n][c]["per_run_cold_ms"] for n in p.scale_counts for c in COMMANDS
-                                if n == big)
-    rep.md(f"- start-up: `python -c \"import gan.cli\"` {_fmt(imp)} (median of {len(imports)}): in every figure "
-           "above, whatever the runs" if imp else "- start-up: not measured (tiny profile: in-process)",
-           f"- the cold rebuild: {per_run:,.0f} ms per run at {big:,} runs (one run's event files read by "
-           f"gan/eventfile.py alone: {scan_s * 1000:,.0f} ms; by TensorBoard's EventAccumulator: the before "
-           "column)", "")
-    data["per_run_cold_ms"] = per_run
+    cb = data["counts"][big]
+    per_run = statistics.median(cb[c]["per_run_cold_ms"] for c in COMMANDS)
+    per_run_cpu = statistics.median(cb[c]["per_run_cold_cpu_ms"] for c in COMMANDS)
+    rep.md(f"- start-up: `python -c \"import gan.cli\"` {_cell(*imp)} (median of {len(imports)}): in every figure "
+           "above, whatever the runs; beyond it, warm at "
+           + ", ".join(f"{big:,} runs `gan {c}` used {statistics.median(cb[c]['warm_cpu']) - imp[1]:.2f} s cpu"
+                       for c in COMMANDS) if imp else "- start-up: not measured (tiny profile: in-process)",
+           f"- the cold rebuild: {per_run:,.0f} ms per run ({per_run_cpu:,.0f} ms cpu) at {big:,} runs (one run's "
+           f"event files read by gan/eventfile.py alone: {scan_s * 1000:,.0f} ms; by TensorBoard's "
+           "EventAccumulator: the before column)", "")
+    data["per_run_cold_ms"], data["per_run_cold_cpu_ms"] = per_run, per_run_cpu
     rep.data(scale=data)
     for cmd in COMMANDS:
         key = f"scale_{cmd}_warm"
         if big >= 1000:
-            c = data["counts"][big][cmd]
-            work = f"; start-up (import gan.cli) {_fmt(imp)} of it" if imp else ""
-            rep.measure(key, statistics.median(c["warm"]), f"{big:,} runs of {p.scale_steps:,} steps{work}",
-                        samples=c["warm"])
+            c = cb[cmd]
+            work = f"; start-up (import gan.cli) {_cell(*imp)} of it" if imp else ""
+            rep.measure(key, statistics.median(c["warm"]), f"{big:,} runs of {p.scale_steps:,} steps, cpu "
+                        f"{statistics.median(c['warm_cpu']):.2f} s{work}", samples=c["warm"])
         else:
             rep.measure(key, None, f"the profile lists at most {big:,} runs")
