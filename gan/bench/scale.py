@@ -139,8 +139,13 @@ def run(ctx: Context) -> None:
     scan_s = time.perf_counter() - t0
     imports = [] if inproc else import_seconds(p.scale_rounds)
     imp = (statistics.median(w for w, _ in imports), statistics.median(c for _, c in imports)) if imports else None
+    (ctx.tmp / "scale-none").mkdir()
+    empty = [] if inproc else [timed(["runs", "--logs", str(ctx.tmp / "scale-none")])[:2]
+                               for _ in range(p.scale_rounds)]  # the whole command, over no runs
+    none = (statistics.median(w for w, _ in empty), statistics.median(c for _, c in empty)) if empty else None
     rows, data = [], {"steps": p.scale_steps, "event_bytes": sizes["events"], "template_write_s": write_s,
-                      "scan_one_s": scan_s, "import_s": imports, "counts": {}}
+                      "scan_one_s": scan_s, "import_s": imports, "no_runs_s": empty,
+                      "counts": {}}
     for n in p.scale_counts:
         logs = make_runs(template, ctx.tmp / f"scale-{n}", n)
         d = data["counts"][n] = {}
@@ -193,10 +198,10 @@ def run(ctx: Context) -> None:
     cb = data["counts"][big]
     per_run = statistics.median(cb[c]["per_run_cold_ms"] for c in COMMANDS)
     per_run_cpu = statistics.median(cb[c]["per_run_cold_cpu_ms"] for c in COMMANDS)
-    rep.md(f"- start-up: `python -c \"import gan.cli\"` {_cell(*imp)} (median of {len(imports)}): in every figure "
-           "above, whatever the runs; beyond it, warm at "
-           + ", ".join(f"{big:,} runs `gan {c}` used {statistics.median(cb[c]['warm_cpu']) - imp[1]:.2f} s cpu"
-                       for c in COMMANDS) if imp else "- start-up: not measured (tiny profile: in-process)",
+    rep.md(f"- start-up: `python -c \"import gan.cli\"` {_cell(*imp)}, `gan runs` over no runs {_cell(*none)} (medians "
+           f"of {len(imports)}): in every figure above, whatever the runs; beyond the latter, warm at {big:,} runs "
+           + ", ".join(f"`gan {c}` used {statistics.median(cb[c]['warm_cpu']) - none[1]:.2f} s cpu" for c in COMMANDS)
+           if imp else "- start-up: not measured (tiny profile: in-process)",
            f"- the cold rebuild: {per_run:,.0f} ms per run ({per_run_cpu:,.0f} ms cpu) at {big:,} runs (one run's "
            f"event files read by gan/eventfile.py alone: {scan_s * 1000:,.0f} ms; by TensorBoard's "
            "EventAccumulator: the before column)", "")
