@@ -309,15 +309,15 @@ def disk_table(logs: Path, exp: str | None = None):
         for k, v in disk.usage(r, seen).items():
             shared[k] += v
     title = f"disk under {logs}" + (f"/{exp}" if exp else "")
-    caption = (f"total {disk.fmt_bytes(shared['total'])} (" + ", ".join(f"{disk.LABELS[k]} {disk.fmt_bytes(shared[k])}"
-                                                                       for k in disk.KINDS)
-               + "); a file with two names counts once")
+    caption = "total: the runs together, a file with two names (a hard link) counted once"
     sweeps = any(r["sweep"] for r in rows)
     heads = ["run", *(["sweep"] if sweeps else []), "steps", *(disk.LABELS[k] for k in disk.KINDS), "total",
              "events / 10k steps"]
     cells = [[r["run"], *([r["sweep"] or "-"] if sweeps else []), str(r["step"]),
               *[disk.fmt_bytes(r[k]) for k in disk.KINDS], disk.fmt_bytes(r["total"]),
               disk.fmt_bytes(r["events"] * 10_000 / r["step"] if r["step"] else None)] for r in rows]
+    cells.append([f"total ({len(rows)} run{'s' if len(rows) != 1 else ''})", *([""] if sweeps else []), "",
+                  *[disk.fmt_bytes(shared[k]) for k in disk.KINDS], disk.fmt_bytes(shared["total"]), ""])
     right = set(range(heads.index("steps"), len(heads)))
     if len(rows) > PLAIN_ROWS:
         return plain_table(title, heads, cells, right, caption), rows, shared

@@ -4,8 +4,8 @@ Events: synthetic runs of each experiment at its own cadence (gan/bench/syntheti
 writer, grids of real images at the experiment's size, the metrics this machine logs), 10k and 20k steps long (the
 profile's `disk_steps` and twice that): the difference is what each further 10k steps add, the rest (config text,
 the first grids, the HParams row) is written once. Checkpoints: the engine's own state (`Trainer.state()`: G, its EMA, D, both Adams after a first step,
-RNG, data order, history) of the experiment's real model, saved through checkpoint.save; a run keeps three
-(last.pt, last.pt.prev, best.pt), whatever its length. PNGs: the grids `train.save_png` adds under results/.
+RNG, data order, history) of the experiment's real model, saved through checkpoint.save; a run keeps four
+(last.pt and best.pt, each with the .prev it falls back to), whatever its length. PNGs: the grids `train.save_png` adds under results/.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from gan.bench import synthetic
 from gan.bench.context import Context
 
 EXPS = ("baseline", "best")
+KEPT = 4  # last.pt, last.pt.prev, best.pt, best.pt.prev
 
 
 def events_bytes(ctx: Context, exp: str, steps: int, pictures, png: bool) -> dict:
@@ -43,16 +44,16 @@ def run(ctx: Context) -> None:
         ck = checkpoint_bytes(ctx, exp)
         per, once = (e2 - e1) * 10_000 // n, 2 * e1 - e2
         t = cfg.train
-        total = {n: once + per * n // 10_000 + 3 * ck for n in (10_000, t.steps)}
+        total = {n: once + per * n // 10_000 + KEPT * ck for n in (10_000, t.steps)}
         data[exp] = {"events_per_10k": per, "events_once": once, "checkpoint": ck, "pngs_per_10k": png,
                      "cadence": {"log_every": t.log_every, "image_every": t.image_every,
                                  "metrics_every": cfg.metrics.every}, "run_total": total}
         rows.append([f"`{exp}`", f"every {t.log_every} / {t.image_every:,} / {cfg.metrics.every:,}", f(per), f(once),
-                     f"{f(ck)} × 3 = {f(3 * ck)}", f(png), f"{f(total[t.steps])} ({t.steps:,} steps)"])
+                     f"{f(ck)} × {KEPT} = {f(KEPT * ck)}", f(png), f"{f(total[t.steps])} ({t.steps:,} steps)"])
     rep.md(f"Synthetic runs of {ctx.profile.disk_steps:,} and {2 * ctx.profile.disk_steps:,} steps. "
            "Events at each experiment's cadence (scalars / grids / metrics every N steps) by the project's own "
            "writer with real-image grids (c10 metrics: what this machine logs); a checkpoint of its real model "
-           "(`Trainer.state()` after one step: G, EMA G, D, both Adams); a run keeps three of them.", "")
-    rep.table(["experiment", "cadence", "events per 10k steps", "events once", "checkpoints (last, .prev, best)",
+           "(`Trainer.state()` after one step: G, EMA G, D, both Adams); a run keeps four of them.", "")
+    rep.table(["experiment", "cadence", "events per 10k steps", "events once", "checkpoints (last, best, each with its .prev)",
                "PNGs per 10k steps if train.save_png", "a whole run"], rows)
     rep.data(disk=data)
