@@ -1,4 +1,5 @@
-"""`gan compare`: one metric of several runs, at the steps they share, each run's best, a PNG and a CSV.
+"""`gan compare`: one metric of several runs, at the steps they share, each run's best, a PNG and a CSV. The
+curves come from the runs' summaries (gan/summary.py).
 
 Runs of one experiment with different seeds (or of one sweep setting, `--sweep DIR`) are drawn as one band,
 mean ± std over the seeds. The x axis is the generator step, the training seconds (evaluations excluded) or the
@@ -15,9 +16,9 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gan import fileio
+from gan import fileio, summary
 from gan.errors import GanError
-from gan.events import IMAGES_SEEN, TRAIN_SECONDS, Series, best_point, has_events, load_scalars
+from gan.events import IMAGES_SEEN, TRAIN_SECONDS, Series, best_point, has_events
 from gan.metrics import protocol
 from gan.metrics.protocol import EXTRACTOR_SUFFIX
 from gan.runs import is_run, protocol_of, seed_of, short_labels
@@ -112,13 +113,13 @@ def compare(runs: list[Path], metric: str = "fid", extractor: str = "auto", x: s
             seen.add(Path(r).resolve())
             keep.append((Path(r), g))
     runs, groups = [r for r, _ in keep], [g for _, g in keep]
-    scalars = []
+    sums = []
     for r in runs:
         if not has_events(r):
             raise GanError(f"run '{r}' has no metrics yet (no event files)")
-        scalars.append(load_scalars(r))
-    tag = pick_tag(metric, extractor, runs, scalars)
-    series = [sc[tag] for sc in scalars]
+        sums.append(summary.load(r))  # the curves from each run's summary: one tag's points read
+    tag = pick_tag(metric, extractor, runs, [set(s.tags) for s in sums])
+    series = [s.series(tag) for s in sums]
     if x in LOGGED:
         lacking = next((r for r, s in zip(runs, series) if None in axis(s, x)), None)
         if lacking is not None:

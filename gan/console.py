@@ -11,6 +11,36 @@ from rich.console import Console
 
 # Piped or logged output gets wide lines instead of rich's 80-column default.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+PLAIN_ROWS = 100  # a longer table is laid out as plain aligned text: rich measures every cell (≈ 1 s a 1,000 rows)
+
+
+def plain_table(title: str, heads: list[str], rows: list[list], right=(), caption: str | None = None):
+    """A table as aligned lines, one row a line (`show` prints them whole: a narrower terminal wraps them): a cell is
+    a string, or (string, style) to colour it."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    heads = [h.replace("\n", " ") for h in heads]
+    cells = [[c if isinstance(c, tuple) else (c, None) for c in r] for r in rows]
+    width = [max([len(h)] + [len(r[i][0]) for r in cells]) for i, h in enumerate(heads)]
+
+    def line(r: list) -> str:
+        out = []
+        for i, (text, style) in enumerate(r):
+            shown, pad = escape(text), " " * (width[i] - len(text))
+            shown = f"[{style}]{shown}[/]" if style else shown
+            out.append(pad + shown if i in right else shown + pad)
+        return " ".join(out).rstrip()
+
+    lines = [f"[italic]{escape(title)}[/]", line([(h, "bold") for h in heads]), *map(line, cells)]
+    return Text.from_markup("\n".join(lines + ([escape(caption)] if caption else [])))
+
+
+def show(table) -> None:
+    """Print a rich Table, or a plain_table's lines whole (never cropped to the terminal's width)."""
+    from rich.text import Text
+
+    console.print(table, soft_wrap=isinstance(table, Text))
 
 
 def banner(run_dir: Path, c, g_params: int, d_params: int, where: str, steps: int, precision: str, data) -> str:

@@ -1,7 +1,7 @@
 """`gan leaderboard`: one row per run, ranked by the primary metric (protocol.primary, the one rule): model,
 device, throughput, the best value of every metric it logs, and how much training time and how many images it
 took to first reach given thresholds (`--at fid_c10=20,10,5`), read from the progress tags the engine logs at
-each metric point.
+each metric point. Every number comes from the runs' summaries (gan/summary.py), never their event files.
 
 Values measured under different protocols (extractor weights, sample count, reference set) are never ranked
 silently: each difference is a footnote line, and the rows whose protocol differs from the first row's are marked.
@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gan import fileio, runlock
+from gan import fileio, runlock, summary
 from gan.errors import GanError
-from gan.events import best_point, first_reaching, load_scalars, metric_tags
+from gan.events import first_reaching
 from gan.metrics import protocol
-from gan.runs import (code_differs, code_of, fmt_duration, info_of, precision_of, protocol_of, run_config,
+from gan.runs import (code_differs, code_of, experiment_of, fmt_duration, info_of, precision_of, run_config,
                       short_labels, sweep_of)
 
 MARK = "†"
@@ -69,10 +68,11 @@ class Board:
     notes: list  # footnote lines: protocol differences
 
 
-def describe_model(run: Path) -> str:
+def describe_model(cfg: dict) -> str:
+    """'sngan_resnet conditional' (a user's model as `mygan.py:build`) from a run's config (its summary's facts)."""
     from gan.usercode import short
 
-    m = run_config(run).get("model", {})
+    m = cfg.get("model", {})
     return f"{short(str(m.get('arch', '?')))}{' conditional' if m.get('conditional') else ''}"
 
 
@@ -82,20 +82,20 @@ def describe_device(info: dict) -> str:
     return f"{d} ×{world}" if world else d
 
 
-def row_of(run: Path, label: str, experiment: str, at: list) -> Row:
-    info = info_of(run)
-    sc = load_scalars(run)
-    rate = sc.get("perf/images_per_sec")
-    best = {t: best_point(sc[t], t) for t in metric_tags(sc)}
+def row_of(run: Path, label: str, experiment: str, at: list, info: dict | None = None) -> Row:
+    info = info_of(run) if info is None else info
+    sm = summary.load(run)
+    best = {t: sm.best(t) for t in sm.metric_tags()}
     reached = {}
-    for tag, thr in at:
-        s = sc.get(tag)
+    for tag, thr in at:  # only the thresholded tags' points are read
+        s = sm.series(tag)
         i = first_reaching(s, tag, thr) if s else None
         reached[(tag, thr)] = None if i is None else (s.steps[i], s.train_seconds[i], s.images[i])
-    return Row(run, label, experiment, describe_model(run), describe_device(info),
-               statistics.median(rate.values) if rate and rate.values else None, best, reached, protocol_of(run),
-               status=runlock.live(info.get("status", "?"), run) or "?", precision=precision_of(info, run_config(run).get("train", {})),
-               sweep=sweep_of(run), code=code_of(info))
+    proto = info.get("metrics_protocol")
+    return Row(run, label, experiment, describe_model(sm.config), describe_device(info), sm.images_per_sec, best,
+               reached, proto if isinstance(proto, list) else [], status=runlock.live(info.get("status", "?"), run)
+               or "?", precision=precision_of(info, sm.config.get("train", {})), sweep=sweep_of(run),
+               code=code_of(info))
 
 
 def order(tags: set, primary: str | None) -> list[str]:
@@ -114,8 +114,9 @@ def leaderboard(runs: list[Path], at: list[tuple[str, float]] = ()) -> Board:
     if not runs:
         raise GanError("no runs to rank: give run folders or --exp NAME, or train one first")
     runs = list(dict.fromkeys(Path(r) for r in runs))
-    exps, labels = short_labels(runs)
-    rows = [row_of(r, lab, e, list(at)) for r, lab, e in zip(runs, labels, exps)]
+    infos = [info_of(r) for r in runs]  # each run.json read once
+    exps, labels = short_labels(runs, [i.get("experiment") or experiment_of(r) for r, i in zip(runs, infos)])
+    rows = [row_of(r, lab, e, list(at), i) for r, lab, e, i in zip(runs, labels, exps, infos)]
     have = [set(r.best) for r in rows if r.best]
     every = set.intersection(*have) if have else set()
     union = set().union(*have) if have else set()
@@ -154,26 +155,25 @@ def _at_name(tag: str, thr: float) -> str:
 
 
 def table(b: Board):
+    """The leaderboard as `gan leaderboard` prints it; past console.PLAIN_ROWS runs, as plain aligned lines."""
     from rich.table import Table
+
+    from gan.console import PLAIN_ROWS, plain_table
 
     why = f"ranked by {b.primary.tag} ({b.primary.why})" if b.primary.tag else "no metric to rank by"
     marked = any(r.differs for r in b.rows)
     foot = [f"{MARK} {n}" for n in b.notes] + ([f"{MARK} marks a run whose protocol differs from the first "
                                                 "row's: its numbers are not comparable as they stand"]
                                                if marked else [])
-    t = Table(box=None, title=f"leaderboard: {why}", caption="\n".join(foot) or None, caption_justify="left")
-    t.add_column("#", justify="right")
-    t.add_column("run", no_wrap=True)
     sweeps = any(r.sweep for r in b.rows)
     statuses = any(r.status != "completed" for r in b.rows)  # a live or dead run among finished ones: said
     codes = code_differs((r.experiment, r.code) for r in b.rows)  # one experiment made by different code: said
-    for h in ("sweep",) * sweeps + ("status",) * statuses + ("code",) * codes + ("model", "device · precision"):
-        t.add_column(h)
-    t.add_column("img/s", justify="right")
-    for tag in b.tags:
-        t.add_column(tag.split("/", 1)[1] + (" ★" if tag == b.primary.tag else ""), justify="right")
-    for tag, thr in b.at:
-        t.add_column(f"{_at_name(tag, thr)}\ntime · images", justify="right")
+    heads = ["#", "run", *("sweep",) * sweeps, *("status",) * statuses, *("code",) * codes, "model",
+             "device · precision", "img/s"]
+    heads += [tag.split("/", 1)[1] + (" ★" if tag == b.primary.tag else "") for tag in b.tags]
+    heads += [f"{_at_name(tag, thr)}\ntime · images" for tag, thr in b.at]
+    right = {0} | set(range(heads.index("img/s"), len(heads)))
+    rows = []
     for i, r in enumerate(b.rows, 1):
         cells = [str(i), r.label + (f" {MARK}" if r.differs else ""), *([r.sweep or "—"] if sweeps else []),
                  *([r.status] if statuses else []), *([(r.code or "—")[:8]] if codes else []), r.model,
@@ -184,6 +184,14 @@ def table(b: Board):
             hit = r.reached[key]
             cells.append("—" if hit is None else
                          f"{fmt_duration(hit[1]) if hit[1] is not None else '?'} · {_images(hit[2])}")
+        rows.append(cells)
+    title = f"leaderboard: {why}"
+    if len(rows) > PLAIN_ROWS:
+        return plain_table(title, heads, rows, right, "\n".join(foot) or None)
+    t = Table(box=None, title=title, caption="\n".join(foot) or None, caption_justify="left")
+    for i, h in enumerate(heads):
+        t.add_column(h, justify="right" if i in right else "left", no_wrap=h == "run")
+    for cells in rows:
         t.add_row(*cells)
     return t
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from gan import coderecord, fileio
+from gan import coderecord, fileio, summary
 from gan.errors import GanError
 from gan.metrics import protocol
 from gan.writer import Null, Tracker, headline, hparam_metrics, primary_first, run_layout
@@ -124,7 +124,12 @@ class Recorder:
     def __init__(self, run_dir: Path, is_main: bool, purge_step: int | None, log=print, save_png: bool = False):
         self.run_dir, self.log, self.save_png = Path(run_dir), log, save_png and is_main
         self.primary = None  # the tag of the metric that judges the run (protocol.primary), once known
-        self.info, self.tb = (RunInfo(run_dir, log), Tracker(run_dir, purge_step)) if is_main else (Null(), Null())
+        # the summary first: on a resume it reads the events as they are, before this writer's restart purges them
+        self.index = summary.Keeper(run_dir, purge_step) if is_main else Null()
+        self.info, self.tb = (RunInfo(run_dir, log), Tracker(run_dir, purge_step, self.index.add)) if is_main \
+            else (Null(), Null())
+        if is_main:
+            self.index.own_file(self.tb.file)
         self.reserve = self.run_dir / ".reserve"
         if is_main:
             with contextlib.suppress(GanError):  # a disk already too full for it: nothing to hold back
@@ -149,6 +154,7 @@ class Recorder:
                              **({"code": code} if code else {}), **facts)
         if main:  # the config as it runs now (a resume may have changed its length)
             fileio.write_atomic(self.run_dir / "config.toml", cfg_toml)
+            self.index.write("running", cfg_toml)  # its key may lag events still queued: trusted while live
 
     def protocol(self, first: bool, proto: list[dict], notes: list[str], primary, step: int) -> None:
         """What the run's metric numbers mean: said once, kept in run.json; on resume, any change from what the
@@ -188,7 +194,8 @@ class Recorder:
                                                                                      format="png"))
 
     def evaluation(self, step: int, ev, extra: dict) -> dict:
-        """One metric point: TensorBoard (finite values), run.json (non-finite ones, named), the console line."""
+        """One metric point: TensorBoard (finite values), run.json (non-finite ones, named), the console line. The
+        summary is written before run.json's last_eval: a reader that sees the point in one finds it in both."""
         values = ev.values | extra
         for k, v in values.items():
             if v != v or abs(v) == float("inf"):
@@ -197,8 +204,9 @@ class Recorder:
         self.tb.scalars(values | ev.spread | headline(self.primary, values), step)
         for k, h in ev.histograms.items():  # metrics/classes_c10 beside the class metrics (runs before: classes/)
             self.tb.histogram(protocol.tag("classes", protocol.split(k)[1]), h, step)
-        self.info.update(durable=False, last_eval={"step": step, "values": values})
         self.tb.flush()
+        self.index.write("running")
+        self.info.update(durable=False, last_eval={"step": step, "values": values})
         self.log(f"step {step}: " + ", ".join(f"{k.split('/')[1]} {v:.4g}" for k, v in values.items()
                                                if k.startswith("metrics/")))
         return values
@@ -210,14 +218,17 @@ class Recorder:
         try:
             self.info.update(status="failed", ended=now(), step=step, error=str(e)[:300] or type(e).__name__)
             self.tb.close()
+            self.index.write("failed")
         except GanError:  # the disk that failed the run may not take the status either
             pass
 
     def ended(self, status: str, flat_config: dict | None, history: list, **fields) -> None:
-        """The events first, the status last: a run killed in between is not `completed` and its resume ends it."""
+        """The events first, the status next: a run killed in between is not `completed` and its resume ends it.
+        The summary last (a full disk leaves its room to the status; a summary left stale is rebuilt by readers)."""
         self._release()
         if flat_config is not None:
             suffixes = primary_first([p["suffix"] for p in self.info.data.get("metrics_protocol", [])], self.primary)
             self.tb.hparams(flat_config, hparam_metrics(history, suffixes), fields.get("step", 0))
         self.tb.close()
         self.info.update(status=status, ended=now(), **fields)
+        self.index.write(status)

@@ -1,9 +1,9 @@
-"""The run index: find run folders under logs/, resolve a run the user names, read its run.json and config.toml,
-and one summary row per run for `gan runs`.
+"""The runs: find run folders under logs/, resolve a run the user names, read its run.json and config.toml,
+and one row per run for `gan runs`, its metrics from the run's summary (gan/summary.py), never its event files.
 
 Reading never stops at one bad run: a damaged run.json (truncated, not JSON, not an object) gives a row with status
 `damaged` and the reason, and every other run is still listed. A run being written right now reads fine: run.json
-is replaced atomically (fileio) and TensorBoard's reader stops at the last whole record of a growing event file.
+and summary.jsonl are replaced atomically (fileio), and a rebuild stops at the last whole record of an event file.
 """
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import os
 import tomllib
 from pathlib import Path
 
-from gan import fileio, runlock
+from gan import eventfile, fileio, runlock, summary
 from gan.errors import GanError
-from gan.events import best_point, load_scalars
 from gan.metrics import protocol
 
 
@@ -62,7 +61,8 @@ def logs_root(run: Path) -> Path:
 
 def sweep_of(run: Path) -> str | None:
     """The sweep a run belongs to (its parent folder holds sweep.json), by the sweep folder's name."""
-    return Path(run).parent.name if (Path(run).parent / "sweep.json").is_file() else None
+    parent = os.path.dirname(run)
+    return os.path.basename(parent) if os.path.isfile(os.path.join(parent, "sweep.json")) else None
 
 
 def setting_of(run: Path) -> str | None:
@@ -103,7 +103,7 @@ def read_info(run: Path) -> tuple[dict, str | None]:
     """(run.json as a dict, None), or ({}, why it cannot be read). Read only: a listing never moves a file."""
     missing = object()
     try:
-        info = fileio.read_json(Path(run) / "run.json", default=missing)
+        info = fileio.read_json(os.path.join(run, "run.json"), default=missing)
     except GanError as e:
         return {}, str(e).split(" is damaged ", 1)[-1].strip("()")
     if info is missing:
@@ -132,10 +132,10 @@ def seed_of(run: Path):
     return run_config(run).get("experiment", {}).get("seed", info_of(run).get("seed"))
 
 
-def short_labels(runs: list[Path]) -> tuple[list[str], list[str]]:
+def short_labels(runs: list[Path], exps: list[str] | None = None) -> tuple[list[str], list[str]]:
     """(experiments, labels) of runs shown side by side: the run id when they share one experiment, else
-    <experiment>/<id>; the full paths when even those clash."""
-    exps = [experiment_of(r) for r in runs]
+    <experiment>/<id>; the full paths when even those clash. `exps`: the runs' experiments, when known."""
+    exps = exps or [experiment_of(r) for r in runs]
     labels = [r.name if len(set(exps)) == 1 else f"{e}/{r.name}" for r, e in zip(runs, exps)]
     return exps, labels if len(set(labels)) == len(labels) else [str(r) for r in runs]
 
@@ -165,22 +165,22 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def fid_tag(scalars: dict) -> str | None:
-    """The FID a run is judged by (protocol.primary: the one rule)."""
+def fid_tag(scalars) -> str | None:
+    """The FID a run is judged by (protocol.primary: the one rule), out of the tags it logs."""
     return protocol.primary(scalars).tag
 
 
 def run_summary(run: Path) -> dict:
-    """One row of `gan runs`: status and steps from run.json, FIDs from the events. A run whose run.json or
-    events cannot be read is a row too, with status `damaged` and the reason in `problem`."""
+    """One row of `gan runs`: status and steps from run.json, FIDs and config facts from the run's summary. A run
+    whose run.json or events cannot be read is a row too, with status `damaged` and the reason in `problem`."""
     info, problem = read_info(run)
     problem = problem and f"run.json: {problem}"
     try:
-        sc = load_scalars(run)
+        s = summary.load(run)
     except Exception as e:  # noqa: BLE001 - one unreadable run must not stop the listing of the others
-        sc, problem = {}, problem or f"event files unreadable ({type(e).__name__})"
-    tag = fid_tag(sc)
-    cfg = run_config(run)
+        s, problem = None, problem or f"event files unreadable ({type(e).__name__})"
+    cfg = s.config if s is not None else run_config(run)
+    tag = s.primary if s is not None else None
     row = {"run": run.name, "path": str(run), "sweep": sweep_of(run), "experiment": experiment_of(run) if problem
            else info.get("experiment") or cfg.get("experiment", {}).get("name") or run.parent.name,
            "status": "damaged" if problem else runlock.live(info.get("status", "?"), run), "problem": problem,
@@ -188,18 +188,17 @@ def run_summary(run: Path) -> dict:
            "last": None, "wall_seconds": None, "precision": precision_of(info, cfg.get("train", {})),
            "checkpoint": _int(info.get("step")) if _has_checkpoint(run) else None,
            "limit": limit_of(info, cfg.get("train", {})), "code": code_of(info)}
-    row["step"] = max([row["step"]] + [s.steps[-1] for s in sc.values() if s.steps])  # a live run's latest
+    live = (info.get("progress") or {}).get("step") if row["status"] == "running" else None  # a live run's latest
+    row["step"] = max(row["step"], _int(s.step if s is not None else None), _int(live))
     if tag:
-        s = sc[tag]
-        row["best"] = best_point(s, tag)
-        row["last"] = (s.steps[-1], s.values[-1])
+        row["best"], row["last"] = s.best(tag), s.last(tag)
     elif isinstance(info.get("best"), dict):
         b = info["best"]
         row["fid_tag"], row["best"] = b.get("tag"), (b.get("step"), b.get("value"))
     start, end = _parse_time(info.get("started")), _parse_time(info.get("ended"))
     if start is not None:
         if end is None:  # still running (or its process died): up to its last event
-            last_event = max((p.stat().st_mtime for p in run.glob("events.out.tfevents.*")), default=None)
+            last_event = max((p.stat().st_mtime for p in eventfile.files(run)), default=None)
             end = dt.datetime.fromtimestamp(last_event).astimezone() if last_event else None
         if end is not None:
             row["wall_seconds"] = (end - start).total_seconds()
@@ -226,8 +225,8 @@ def _int(v) -> int:
 
 
 def _has_checkpoint(run: Path) -> bool:
-    ck = Path(run) / "checkpoints"
-    return (ck / "last.pt").is_file() or (ck / "last.pt.prev").is_file()
+    ck = os.path.join(run, "checkpoints")
+    return os.path.isfile(os.path.join(ck, "last.pt")) or os.path.isfile(os.path.join(ck, "last.pt.prev"))
 
 
 def limit_of(info: dict, train: dict) -> str | None:
@@ -271,13 +270,17 @@ STATUS_STYLE = {"completed": "green", "running": "cyan", "interrupted": "yellow"
 
 
 def runs_table(logs: Path, exp: str | None = None):
+    """(the table `gan runs` prints, its rows); past console.PLAIN_ROWS runs, as plain aligned lines."""
     from rich.table import Table
+
+    from gan.console import PLAIN_ROWS, plain_table
 
     rows = [run_summary(r) for r in find_runs(logs, exp)]
     tags = {r["fid_tag"] for r in rows if r["fid_tag"]}
     one = next(iter(tags)) if len(tags) == 1 else None  # every run judged by the same extractor's FID
     fid_name = f"FID {protocol.extractor_label(protocol.split(one)[1])}" if one else "FID"  # else each figure names its own
-    t = Table(box=None, title=f"runs under {logs}" + (f"/{exp}" if exp else ""), collapse_padding=True, pad_edge=False)
+    title = f"runs under {logs}" + (f"/{exp}" if exp else "")
+    t = Table(box=None, title=title, collapse_padding=True, pad_edge=False)
     sweeps = any(r["sweep"] for r in rows)
     problems = any(r["problem"] for r in rows)
     codes = code_differs((r["experiment"], r["code"]) for r in rows)  # one experiment, different code: a column
@@ -293,16 +296,60 @@ def runs_table(logs: Path, exp: str | None = None):
     heads = ["run", *(["sweep"] if sweeps else []), "experiment", *(["code"] if codes else []), "status", "steps",
              "precision",
              f"best {fid_name} (step)", f"last {fid_name}", "wall time", *(["problem"] if problems else [])]
+    right = {i for i, h in enumerate(heads) if i >= heads.index("best " + fid_name + " (step)") and h != "problem"}
+    si = heads.index("status")
+    if len(rows) > PLAIN_ROWS:
+        return plain_table(title, heads, [[(c, STATUS_STYLE.get(r["status"], "white")) if i == si else c
+                                           for i, c in enumerate(row)] for r, row in zip(rows, table)], right), rows
     # a sweep's run names are long: they fold, and so does a problem; the sweep and experiment names (short, and read
     # on one line) and the facts beside them keep their width, never squeezed to "…"
     folds = {"run", "problem"}
     for i, h in enumerate(heads):
         width = max([len(row[i]) for row in table] + [min(len(h), 12)])
-        t.add_column(h, justify="right" if i >= heads.index("best " + fid_name + " (step)") and h != "problem"
-                     else "left", overflow="fold" if h in folds else "ellipsis", no_wrap=h not in folds,
-                     min_width=min(width, 20) if h in folds else min(width, 40))
+        t.add_column(h, justify="right" if i in right else "left", overflow="fold" if h in folds else "ellipsis",
+                     no_wrap=h not in folds, min_width=min(width, 20) if h in folds else min(width, 40))
     for r, row in zip(rows, table):
         st = r["status"]
         row[heads.index("status")] = f"[{STATUS_STYLE.get(st, 'white')}]{row[heads.index('status')]}[/]"
         t.add_row(*row)
     return t, rows
+
+
+# ---- `gan runs --disk` ---------------------------------------------------------------------------------------------
+def disk_table(logs: Path, exp: str | None = None):
+    """Each run's bytes by kind (gan/disk.py), its events per 10k steps, and a total in which a file shared by
+    runs (a hard link) counts once: (table, rows, total by kind)."""
+    from rich.table import Table
+
+    from gan import disk
+    from gan.console import PLAIN_ROWS, plain_table
+
+    runs = find_runs(logs, exp)
+    seen, rows = set(), []
+    for r in runs:
+        info = info_of(r)
+        step = max(_int(info.get("step")), _int((info.get("progress") or {}).get("step")))
+        rows.append({"run": r.name, "path": str(r), "sweep": sweep_of(r), "step": step, **disk.usage(r)})
+    shared = dict.fromkeys(disk.KINDS + ("total",), 0)
+    for r in runs:  # the runs as one: a file two runs share counts once
+        for k, v in disk.usage(r, seen).items():
+            shared[k] += v
+    title = f"disk under {logs}" + (f"/{exp}" if exp else "")
+    caption = "total: the runs together, a file with two names (a hard link) counted once"
+    sweeps = any(r["sweep"] for r in rows)
+    heads = ["run", *(["sweep"] if sweeps else []), "steps", *(disk.LABELS[k] for k in disk.KINDS), "total",
+             "events / 10k steps"]
+    cells = [[r["run"], *([r["sweep"] or "-"] if sweeps else []), str(r["step"]),
+              *[disk.fmt_bytes(r[k]) for k in disk.KINDS], disk.fmt_bytes(r["total"]),
+              disk.fmt_bytes(r["events"] * 10_000 / r["step"] if r["step"] else None)] for r in rows]
+    cells.append([f"total ({len(rows)} run{'s' if len(rows) != 1 else ''})", *([""] if sweeps else []), "",
+                  *[disk.fmt_bytes(shared[k]) for k in disk.KINDS], disk.fmt_bytes(shared["total"]), ""])
+    right = set(range(heads.index("steps"), len(heads)))
+    if len(rows) > PLAIN_ROWS:
+        return plain_table(title, heads, cells, right, caption), rows, shared
+    t = Table(box=None, title=title, collapse_padding=True, pad_edge=False, caption=caption, caption_justify="left")
+    for i, h in enumerate(heads):
+        t.add_column(h, justify="right" if i in right else "left", overflow="fold" if h == "run" else "ellipsis")
+    for c in cells:
+        t.add_row(*c)
+    return t, rows, shared

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -27,12 +28,18 @@ class Tracker:
     """TensorBoard events for one run; nothing non-finite is ever written. Errors of TensorBoard's writer thread
     (a full disk) come back as one line."""
 
-    def __init__(self, run_dir: Path, purge_step: int | None = None):
+    def __init__(self, run_dir: Path, purge_step: int | None = None, on_scalars=None):
+        """`on_scalars(values, step, wall_time)` hears every scalar point written (the run's summary.Keeper)."""
         from torch.utils.tensorboard import SummaryWriter
 
         threading.excepthook = _quiet_writer_threads
-        self.run_dir = Path(run_dir)
+        self.run_dir, self.on_scalars = Path(run_dir), on_scalars
         self.writer = self._safe(lambda: SummaryWriter(log_dir=str(run_dir), purge_step=purge_step, flush_secs=30))
+
+    @property
+    def file(self) -> str | None:
+        """The event file this writer writes."""
+        return getattr(getattr(self.writer.file_writer, "event_writer", None), "_file_name", None)
 
     def _safe(self, fn):
         try:
@@ -41,9 +48,12 @@ class Tracker:
             raise fileio.disk_error(self.run_dir / "events.out.tfevents.*", e) from None
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        for k, v in values.items():
-            if v == v and abs(v) != float("inf"):
-                self._safe(lambda: self.writer.add_scalar(k, v, step))
+        wall = time.time()  # one wall time for the point, in the events and in what on_scalars hears
+        finite = {k: v for k, v in values.items() if v == v and abs(v) != float("inf")}
+        for k, v in finite.items():
+            self._safe(lambda: self.writer.add_scalar(k, v, step, walltime=wall))
+        if self.on_scalars is not None:
+            self.on_scalars({k: float(v) for k, v in finite.items()}, step, wall)
 
     def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
         self._safe(lambda: self.writer.add_image(tag, grid, step))

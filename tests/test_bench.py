@@ -261,3 +261,25 @@ def test_flops_section_counts_per_image_and_shares_of_its_own_ceiling(tmp_path, 
         dtype = "bf16" if "bf16" in label else "fp32"
         assert r["share"] == pytest.approx(r["img_s"] * flops["quick"]["gflop_per_img"] / ceil[dtype]["best"])
         assert f"{label}: " in md and "GEMM ceiling" in md
+
+
+def test_scale_and_disk_sections(tmp_path, tiny_npz):
+    """`gan runs` and `gan leaderboard` over synthetic runs warm, cold and before the index (tiny: in-process), and
+    the disk a `baseline` and a `best` run write per 10k steps; the numbers read back, no timing asserted."""
+    code, report, md = bench(tmp_path, tiny_npz, "--sections", "scale,disk")
+    assert code == 0, md
+    s = report["sections"]["scale"]["data"]["scale"]
+    assert set(s["counts"]) == {"2", "4"} and s["steps"] == 3000 and s["event_bytes"] > 0
+    for n, cmds in s["counts"].items():
+        for cmd in ("runs", "leaderboard"):
+            c = cmds[cmd]
+            assert len(c["warm"]) == 1 and c["cold"] > 0 and "per_run_cold_ms" in c
+            assert (c["before"] is not None) == (n == "2") and (n == "2" or c["before_extrapolated"] > 0)
+    v = verdicts(report)
+    assert v["scale_runs_warm"]["status"] == v["scale_leaderboard_warm"]["status"] == "n/a"  # tiny lists 4 runs
+    assert "s cpu), extrapolated |" in md and "| 4 |" in md
+    d = report["sections"]["disk"]["data"]["disk"]
+    for exp in ("baseline", "best"):
+        assert d[exp]["events_per_10k"] > 0 and d[exp]["checkpoint"] > 0 and d[exp]["pngs_per_10k"] > 0
+        assert d[exp]["cadence"] == {"log_every": 100, "image_every": 1000, "metrics_every": 5000}
+    assert d["best"]["events_per_10k"] > d["baseline"]["events_per_10k"]  # its per-class grid

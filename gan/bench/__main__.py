@@ -24,9 +24,11 @@ SECTIONS = {  # name -> (module, title); run in this order
     "metrics": ("gan.bench.metrics_cost", "Metric cost"),
     "fidcheck": ("gan.bench.fidcheck", "FID check of numerics-changing levers"),
     "memory": ("gan.bench.memory", "Peak memory"),
+    "scale": ("gan.bench.scale", "Scale: gan runs and leaderboard over many long runs"),
+    "disk": ("gan.bench.diskplan", "Disk per 10,000 steps: baseline and best"),
     "quality": ("gan.bench.quality", "Quality race: equal training time"),
 }
-DEFAULT = "speed,levers,flops,metrics,fidcheck,memory"
+DEFAULT = "speed,levers,flops,metrics,fidcheck,memory,scale,disk"
 
 
 def parser() -> argparse.ArgumentParser:

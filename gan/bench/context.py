@@ -50,14 +50,20 @@ class Profile:
     memory_steps: int
     shrink: tuple = ()  # overrides for every config (the smoke test: tiny nets)
     share_exps: tuple = SHIPPED  # experiments whose metrics share is estimated
+    scale_counts: tuple = (10, 100, 1000)  # runs listed by the scale section
+    scale_steps: int = 100_000  # each of `best`'s length
+    scale_old: tuple = (10,)  # counts at which the listing before the index (TensorBoard's reader) is measured
+    scale_rounds: int = 5  # warm repetitions (the samples of its targets)
+    disk_steps: int = 10_000  # the disk section's synthetic runs: this long and twice as long
 
 
 PROFILES = {
     "full": Profile("full", 7, 3.0, 2, (500, 1000, 2000), 3, 5000, 5000, 2000, 60, True, 20.0, 3),
-    "quick": Profile("quick", 5, 2.0, 1, (500, 1000), 3, 5000, 2000, 1000, 30, False, 4.0, 2),
+    "quick": Profile("quick", 5, 2.0, 1, (500, 1000), 3, 5000, 2000, 1000, 30, False, 4.0, 2, scale_rounds=3),
     # seconds, for tests: tiny nets, a few steps; numbers meaningless
     "tiny": Profile("tiny", 2, 0.05, 1, (40, 80), 2, 80, 80, 80, 2, False, 5.0, 1,
-                    ("model.g_channels=4", "model.d_channels=4", "optim.batch_size=16", "metrics.batch_size=40"), ("smoke",)),
+                    ("model.g_channels=4", "model.d_channels=4", "optim.batch_size=16", "metrics.batch_size=40"), ("smoke",),
+                    scale_counts=(2, 4), scale_steps=3000, scale_old=(2,), scale_rounds=1, disk_steps=1000),
 }
 
 

@@ -26,7 +26,7 @@ class Target:
     what: str
     op: str  # ">=", "<=" or "<"
     bound: float
-    unit: str  # "x" (ratio), "%" (a fraction shown in per cent) or "img/s"
+    unit: str  # "x" (ratio), "%" (a fraction shown in per cent), "img/s" or "s" (seconds)
     source: str
     section: str
     devices: tuple = ("cpu", "cuda")  # where it applies; elsewhere it is "n/a"
@@ -48,6 +48,10 @@ TARGETS = (
            "issue \"One house\" item 4 (metrics must not slow training)", "metrics"),
     Target("prc_cost", "precision/recall + class consistency at N = 5,000: time they add to an evaluation",
            "<=", 0.25, "%", ISSUE + " (precision/recall, class metrics)", "metrics"),
+    Target("scale_runs_warm", "`gan runs` over 1,000 runs of 100k steps, warm, start-up included (a subprocess)",
+           "<", 2.0, "s", "issue 32 (a run index that costs nothing to read)", "scale"),
+    Target("scale_leaderboard_warm", "`gan leaderboard` over 1,000 runs of 100k steps, warm, start-up included",
+           "<", 2.0, "s", "issue 32 (a run index that costs nothing to read)", "scale"),
     Target("fid_levers", "largest FID_c10 change of a numerics-changing lever (channels_last, dense_gemm, compile, "
                          "bf16, TF32) on the same samples", "<", 0.01, "%", "issue \"One house\" item 4 (levers may not "
                                                                        "change results)", "fidcheck"),
@@ -68,6 +72,8 @@ def fmt(v: float, unit: str) -> str:
         return f"{v:.2f}×"
     if unit == "%":
         return f"{v * 100:.2f} %"
+    if unit == "s":
+        return f"{v:.2f} s"
     return f"{v:,.0f} {unit}"
 
 

@@ -6,12 +6,12 @@ from typing import List, Optional
 
 import typer
 
-from gan import board, compare as cmp, evaluate as ev, leaderboard as lb
+from gan import board, compare as cmp, evaluate as ev, leaderboard as lb, summary
 from gan.cli import app
 from gan.errors import GanError, friendly
 from gan.metrics.protocol import EXTRACTOR_SUFFIX
-from gan.runs import find_runs, logs_root, resolve_run, runs_table, setting_of
-from gan.console import console
+from gan.runs import disk_table, find_runs, logs_root, resolve_run, runs_table, setting_of
+from gan.console import console, show
 
 RUN_HELP = "run folder, <experiment>/<run-id> or run id"
 LOGS = typer.Option(Path("logs"), help="root folder of the runs")
@@ -30,14 +30,24 @@ def gather(runs: list[str], exps: list[str], logs: Path) -> list[Path]:
 
 @app.command("runs")
 @friendly
-def runs_cmd(exp: Optional[str] = typer.Argument(None, help="only this experiment"), logs: Path = LOGS) -> None:
+def runs_cmd(exp: Optional[str] = typer.Argument(None, help="only this experiment"), logs: Path = LOGS,
+             disk: bool = typer.Option(False, "--disk", help="each run's bytes by kind (events, checkpoints, PNGs, "
+                                                            "samples/exports, other) and a total")) -> None:
     """Table of the runs under logs/ at any depth (a sweep's too, named in a column): status (`dead` when run.json
     says running but no process holds the run), steps, precision, best and last FID (the extractor named), wall time."""
-    t, rows = runs_table(logs, exp)
+    t, rows = disk_table(logs, exp)[:2] if disk else runs_table(logs, exp)
     if not rows:
         console.print(f"no runs under {logs / exp if exp else logs}")
         return
-    console.print(t)
+    show(t)
+    say_rebuilt()
+
+
+def say_rebuilt() -> None:
+    """The one line about run summaries rebuilt from event files (gan/summary.py), when some were."""
+    line = summary.note()
+    if line:
+        console.print(line, soft_wrap=True)
 
 
 @app.command("compare")
@@ -86,6 +96,7 @@ def compare_cmd(
         return
     c = cmp.compare(dirs, metric, extractor, x, allow_mixed, groups)
     console.print(cmp.compare_table(c))
+    say_rebuilt()
     png = cmp.plot(c, out or logs_root(c.runs[0]) / f"compare-{metric}.png")  # never into the current folder
     if csv_ is not None:
         console.print(f"csv: {cmp.write_csv(c, csv_)}")
@@ -110,7 +121,8 @@ def leaderboard_cmd(
     thresholds = lb.parse_at(at)
     dirs = gather(runs, exp, logs) if runs or exp else find_runs(logs)
     b = lb.leaderboard(dirs, thresholds)
-    console.print(lb.table(b))
+    show(lb.table(b))
+    say_rebuilt()
     if published:
         tables, lines = lb.published(b)
         for t in tables:

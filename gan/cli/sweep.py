@@ -45,6 +45,9 @@ def _report(man, csv_path: Path | None) -> None:
 
     rep = report.collect(man)
     console.print(report.table(man, rep))
+    from gan.cli.runs import say_rebuilt
+
+    say_rebuilt()
     console.print(f"primary metric: {rep.tag or 'none'} ({rep.why})")
     console.print(f"[bold]verdict[/]: {rep.verdict}")
     if man.data.get("search"):

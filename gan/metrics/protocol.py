@@ -10,6 +10,7 @@ two runs' numbers of one tag must not be ranked together (other weights, sample 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 # sha256 of torch-fidelity's weights-inception-2015-12-05-6726825d.pth (95,628,359 bytes)
@@ -40,6 +41,7 @@ def tag(metric: str, suffix: str) -> str:
     return f"metrics/{metric}{suffix}"
 
 
+@functools.lru_cache(maxsize=4096)  # asked per tag per run by every table: a thousand runs ask it often
 def split(t: str) -> tuple[str, str]:
     """'metrics/fid_c10' -> ('fid', '_c10'); the metric is the longest known name the tag starts with."""
     name = t.split("/", 1)[1] if "/" in t else t

@@ -1,7 +1,7 @@
 """Which setting is better, and is the difference beyond seed noise?
 
 Settings are ranked by their completed runs' best primary FID (gan.metrics.protocol.primary: the one rule for
-which FID counts), read from each run's event files, mean ± std (ddof 1) over seeds, with the training time to
+which FID counts), read from each run's summary (gan/summary.py), mean ± std (ddof 1) over seeds, with the training time to
 reach it (progress/train_seconds at that step: evaluations excluded). Each setting gets Welch's t-test
 (two-sided, unequal variances) of its per-seed best FIDs against the top setting's; the verdict says whether the
 best setting beats the runner-up at p < 0.05. The best is picked from the same numbers it is tested on, so with
@@ -23,15 +23,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gan import fileio, writer
+from gan import fileio, summary, writer
 from gan.metrics import protocol
-from gan.events import Series, best_point, load_scalars
+from gan.events import Series, has_events, load_scalars
 from gan.runs import fmt_duration
 from gan.sweep.grid import safe_name
 from gan.sweep.manifest import Manifest, run_info
 
 ALPHA = 0.05
-TIME_TAG = "progress/train_seconds"
 
 
 @dataclass
@@ -83,26 +82,22 @@ class Report:
     why: str
     rows: list  # Row, ranked
     verdict: str
-    scalars: dict  # folder -> {tag: Series}
 
 
 def collect(man: Manifest) -> Report:
-    scalars = {e["folder"]: load_scalars(man.run_dir(e)) for e in man.runs
-               if any(man.run_dir(e).glob("events.out.tfevents.*"))}
-    with_metrics = [set(sc) for sc in scalars.values() if any(t.startswith("metrics/") for t in sc)]
+    sums = {e["folder"]: summary.load(man.run_dir(e)) for e in man.runs if has_events(man.run_dir(e))}
+    with_metrics = [set(s.metric_tags()) for s in sums.values() if s.metric_tags()]
     prim = protocol.primary(set.intersection(*with_metrics) if with_metrics else set())
     rows = {s: Row(s) for s in man.settings()}
     for e in man.runs:
         r = RunResult(e)
-        sc = scalars.get(e["folder"], {})
-        if prim.tag in sc:
-            r.step, r.best = best_point(sc[prim.tag], prim.tag)
-            if TIME_TAG in sc and r.step in sc[TIME_TAG].steps:
-                r.seconds = sc[TIME_TAG].values[sc[TIME_TAG].steps.index(r.step)]
+        s = sums.get(e["folder"])
+        if s is not None and prim.tag in s.tags:
+            r.step, r.best, r.seconds = s.best_point(prim.tag)[:3]  # seconds: progress/train_seconds at that step
         rows[e["setting"]].runs.append(r)
     lower = not (prim.tag and protocol.higher_is_better(prim.tag))
     ranked = sorted(rows.values(), key=lambda r: (r.mean is None, (r.mean if lower else -r.mean) if r.n else 0))
-    return Report(prim.tag, prim.why, ranked, verdict(ranked), scalars)
+    return Report(prim.tag, prim.why, ranked, verdict(ranked))
 
 
 def welch(a: list[float], b: list[float]) -> float | None:
@@ -207,9 +202,9 @@ def aggregates(man: Manifest, rep: Report) -> list[Path]:
     metric. Rewritten whole each time (a new folder swapped in), since it is derived from the runs' own events."""
     out = []
     for row in rep.rows:
-        series = [rep.scalars[r.entry["folder"]] for r in row.done]  # the runs the ranking is over
-        if len(series) < 2:  # one seed: its own run already shows it
+        if len(row.done) < 2:  # one seed: its own run already shows it
             continue
+        series = [load_scalars(man.run_dir(r.entry)) for r in row.done]  # every scalar: the runs' event files
         final = man.folder / "mean" / safe_name(row.setting)
         new = final.with_name(f".new-{final.name}")
         shutil.rmtree(new, ignore_errors=True)
@@ -253,12 +248,13 @@ def hparams_row(run_dir: Path) -> None:
         flat = writer.flatten(tomllib.loads((Path(run_dir) / "config.toml").read_text()))
     except (OSError, tomllib.TOMLDecodeError):
         return
-    sc = load_scalars(run_dir) if any(Path(run_dir).glob("events.out.tfevents.*")) else {}
-    history = by_step({t: s for t, s in sc.items() if t.startswith("metrics/")})
+    sm = summary.refresh(run_dir, locked=True)  # the caller holds the run's lock; its events as they are now
+    history = by_step({t: sm.series(t) for t in sm.metric_tags()})
     suffixes = [p.get("suffix", "") for p in run_info(run_dir).get("metrics_protocol", [])]
     tb = writer.Tracker(run_dir)
     tb.hparams(flat, writer.hparam_metrics(history, suffixes), max((s for s, _ in history), default=0))
     tb.close()
+    summary.refresh(run_dir, locked=True)  # the HParams row is in the events now: the summary follows them
 
 
 def by_step(sc: dict[str, Series]) -> list[tuple[int, dict]]:
