@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from gan.console import banner, console, long_run_note, progress_bar
 from gan.rundir import now
 
 
+LOSS_TAIL = 100  # (step, loss_D, loss_G) log points kept (Result.losses, checkpoints); the whole curve: TensorBoard
+
+
 def total_steps(cfg: Config, n_images: int) -> int:
     if cfg.train.epochs > 0:  # one pass = N / (batch * n_dis) G steps, as the D sees every image once
         return max(1, math.ceil(cfg.train.epochs * n_images / (cfg.optim.batch_size * cfg.optim.n_dis)))
@@ -39,7 +43,7 @@ class Result:
     run_dir: Path
     status: str
     step: int
-    losses: list = field(default_factory=list)  # (step, loss_D, loss_G) at every log point
+    losses: list = field(default_factory=list)  # (step, loss_D, loss_G) at the last LOSS_TAIL log points
     metrics: list = field(default_factory=list)  # (step, {tag: value})
     best: dict | None = None
     exit_code: int = 0
@@ -77,7 +81,8 @@ class Trainer:
         self.fixed_z = torch.randn(grids.GRID, c.model.z_dim, generator=g).to(self.device)
         self.fixed_y = torch.arange(grids.GRID, device=self.device) % self.num_classes if self.num_classes else None
         self.step, self.train_seconds, self.saved_step = 0, 0.0, 0
-        self.history, self.best, self.loss_log = [], None, []  # [(step, {tag: value})], {step, tag, value}, losses
+        self.history, self.best = [], None  # [(step, {tag: value})], {step, tag, value}
+        self.loss_log = deque(maxlen=LOSS_TAIL)  # bounded: a long run's loss curve is in its event files
         self.evaluator, self.metric_notes, self.primary = None, [], protocol.Primary(None, "metrics off")
         self.eval_pending = self.evaluating = False  # an evaluation a signal dropped: made first on resume
         if resume is not None:  # every rank reads the checkpoint (under torchrun: on storage all nodes see)
@@ -112,7 +117,7 @@ class Trainer:
         return {"step": self.step, **self.nets.state_dict(), "opt_G": self.opt_G.state_dict(),
                 "opt_D": self.opt_D.state_dict(), "sampler": self.sampler.state_dict(),
                 "rng": checkpoint.rng_state(self.device),
-                "history": [[s, m] for s, m in self.history], "best": self.best, "losses": self.loss_log,
+                "history": [[s, m] for s, m in self.history], "best": self.best, "losses": list(self.loss_log),
                 "train_seconds": self.train_seconds, "precision": self.precision, "num_classes": self.num_classes,
                 "class_names": self.data.class_names, "eval_pending": self.eval_pending, "config": self.cfg.to_dict(),
                 "arch": self.cfg.model.arch}
@@ -131,7 +136,7 @@ class Trainer:
         checkpoint.set_rng_state(s["rng"], self.device)
         self.step = self.saved_step = int(s["step"])
         self.history = [(int(a), dict(b)) for a, b in s.get("history", [])]
-        self.best, self.loss_log = s.get("best"), [tuple(x) for x in s.get("losses", [])]
+        self.best, self.loss_log = s.get("best"), deque((tuple(x) for x in s.get("losses", [])), maxlen=LOSS_TAIL)
         self.train_seconds, self.precision = float(s.get("train_seconds", 0.0)), s.get("precision", "fp32")
         self.eval_pending = bool(s.get("eval_pending", False))
 
