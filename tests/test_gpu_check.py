@@ -25,7 +25,7 @@ def test_tiny_profile_prints_every_figure_with_the_device(tmp_path, tiny_npz, ca
                    "DCGAN engine img/s, best setting", "vs goal ≥ 50,000 on an H100: n/a on a CPU",
                    "lever: channels_last off", "lever: DiffAugment on", "lever: torch.compile",
                    "precision: DCGAN fp32", "precision: bf16 autocast", "fp16 autocast",
-                   "baseline: img/s over 3 steps", "best: img/s over 3 steps",
+                   "FID_c10 change, channels_last", "baseline: img/s over 3 steps", "best: img/s over 3 steps",
                    "evaluation c10, N = 40", "evaluation c10, N = 80", "reference statistics c10",
                    "smoke, plain: 4 steps", "smoke, torchrun, 1 process: 4 steps"):
         assert figure in summary, figure

@@ -3,7 +3,8 @@ GPU, in one command (`make gpu-check`, under 8 minutes on one GPU), each printed
 
 Sections, each the bench's own code: `speed` (DCGAN and SN-GAN CNN img/s against the seed-style loop, and the best
 DCGAN setting at large batches: the ≥ 50,000 img/s goal), `levers` (each switch of the engine, TF32, bf16 and
-torch.compile), `precision` (fp32/TF32, bf16 and fp16 autocast in one race), `runs` (`baseline` and `best` img/s
+torch.compile), `precision` (fp32/TF32, bf16 and fp16 autocast in one race), `fidcheck` (FID_c10 of the same samples
+with each numerics-changing lever: TF32, bf16, compile), `runs` (`baseline` and `best` img/s
 over a few hundred steps, and what their full length would take), `eval` (an evaluation at 10k and 50k samples:
 c10, and the standard Inception when its weights are here) and `ddp` (a 1-process torchrun run beside the same run
 without it). `--profile tiny` runs all of it on the CPU in seconds with tiny nets (the test suite's: its numbers
@@ -28,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 GOAL = 50_000  # DCGAN img/s on an H100: the project's goal (gan/bench/report.py, target cuda_img_s)
-SECTIONS = ("speed", "levers", "precision", "runs", "eval", "ddp")
+SECTIONS = ("speed", "levers", "precision", "fidcheck", "runs", "eval", "ddp")
 # the packages this script imports (pyproject's dependencies, less the sweep's optuna and submitit)
 NEEDS = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "PIL": "pillow", "scipy": "scipy",
          "tensorboard": "tensorboard", "typer": "typer", "rich": "rich", "tqdm": "tqdm",
@@ -174,6 +175,16 @@ def precision(ctx, sizes: dict, figures: list) -> None:
         e.close()
 
 
+def fidcheck(ctx, sizes: dict, figures: list) -> None:
+    from gan.bench import fidcheck as fc
+
+    fc.run(ctx)
+    d = ctx.report.sections["fidcheck"]["data"]
+    for name, v in d.get("levers", {}).items():
+        figures.append((f"FID_c10 change, {name}", f"{v['relative'] * 100:.3f} % on the same {d['samples']:,} samples "
+                        f"(largest pixel change {v['max_abs_diff']}/255)"))
+
+
 def runs(ctx, sizes: dict, figures: list) -> None:
     """`baseline` and `best` as shipped (batch, n_dis, precision, DiffAugment, conditioning) over a few hundred
     steps: img/s, and the time their full length would take here."""
@@ -211,8 +222,9 @@ def evaluation(ctx, sizes: dict, figures: list) -> None:
     rows = []
     for name, _ in extractors.choose(["auto"])[0]:
         with cache_at(ctx.tmp / f"cache-eval-{name}"):
-            ev, fresh = mc.timed(lambda: mc.evaluator(ctx, images, [name], 0), ctx.device)
-            ev, cached = mc.timed(lambda: mc.evaluator(ctx, images, [name], 0), ctx.device)
+            ref = 0 if ctx.cuda else ctx.profile.ref_n  # on a GPU every training image, as the published protocol
+            ev, fresh = mc.timed(lambda: mc.evaluator(ctx, images, [name], ref), ctx.device)
+            ev, cached = mc.timed(lambda: mc.evaluator(ctx, images, [name], ref), ctx.device)
         mc.time_eval(ev, G, min(sizes["eval_ns"]))  # warm-up
         for n in sizes["eval_ns"]:
             t = mc.time_eval(ev, G, n)
@@ -254,10 +266,12 @@ def ddp(ctx, sizes: dict, figures: list) -> None:
     ctx.report.table(["launch", "status", "steps", "img/s (training time)", "training s", "wall s"], rows)
 
 
-RUN = {"speed": speed, "levers": levers, "precision": precision, "runs": runs, "eval": evaluation, "ddp": ddp}
-TITLES = {"speed": "Speed: engine vs the seed-style loop, and the DCGAN peak", "levers": "Levers, one at a time "
-          "(DCGAN)", "precision": "Precision: fp32/TF32, bf16, fp16 autocast", "runs": "baseline and best as "
-          "shipped", "eval": "Evaluation time at 10k and 50k samples", "ddp": "1-process DDP (torchrun)"}
+RUN = {"speed": speed, "levers": levers, "precision": precision, "fidcheck": fidcheck, "runs": runs,
+       "eval": evaluation, "ddp": ddp}
+TITLES = {"speed": "Speed: engine vs the seed-style loop, and the DCGAN peak",
+          "levers": "Levers, one at a time (DCGAN)", "precision": "Precision: fp32/TF32, bf16, fp16 autocast",
+          "fidcheck": "FID check of numerics-changing levers", "runs": "baseline and best as shipped",
+          "eval": "Evaluation time at 10k and 50k samples", "ddp": "1-process DDP (torchrun)"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if a.profile == "gpu" else "cpu")
     base = PROFILES["quick" if a.profile == "gpu" else "tiny"]
     profile = dataclasses.replace(base, name=a.profile, windows=4, window_s=1.5, compile=True) \
-        if a.profile == "gpu" else base
+        if a.profile == "gpu" else dataclasses.replace(base, shrink=(*base.shrink, "data.limit=2048"))
     sizes, tmp = SIZES[a.profile], Path(tempfile.mkdtemp(prefix="gan-gpucheck-"))
     say = lambda line="": print(line, flush=True)  # noqa: E731
     inductor = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
