@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from gan.bench import machine
-    from gan.bench.context import PROFILES, Context, find_data
+    from gan.bench.context import PROFILES, Context, cache_at, find_data, inductor_cold
     from gan.bench.report import Report, table
 
     device = torch.device("cuda" if a.profile == "gpu" else "cpu")
@@ -300,8 +300,6 @@ def main(argv: list[str] | None = None) -> int:
         if a.profile == "gpu" else dataclasses.replace(base, shrink=(*base.shrink, "data.limit=2048"))
     sizes, tmp = SIZES[a.profile], Path(tempfile.mkdtemp(prefix="gan-gpucheck-"))
     say = lambda line="": print(line, flush=True)  # noqa: E731
-    inductor = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp / "inductor")  # compile's warm-up timed cold, as in make bench
     try:
         data_ov, data_note = find_data(data, tmp)
         rep = Report(machine.facts(device), argv, f"gpu-check-{a.profile}", say=say)
@@ -312,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             say(ln)
         for s in SECTIONS:
             if s in sections:
-                with rep.section(s, TITLES[s]):
+                # the check's reference statistics stay out of the user's cache; compile's warm-up is timed cold
+                with rep.section(s, TITLES[s]), cache_at(tmp / "cache"), inductor_cold(tmp):
                     RUN[s](ctx, sizes, figures)
         path = rep.write(Path(a.out))
         say(f"\n## Every figure, on {name}\n")
@@ -326,10 +325,6 @@ def main(argv: list[str] | None = None) -> int:
             + (f" (failed: {', '.join(failed)})" if failed else ""))
         return code
     finally:
-        if inductor is None:
-            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
-        else:
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor
         shutil.rmtree(tmp, ignore_errors=True)
 
 
