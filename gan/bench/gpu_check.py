@@ -14,6 +14,7 @@ one line, exit 2; a section that fails is written into the report and the exit c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import glob
 import importlib.util
@@ -132,9 +133,26 @@ def speed(ctx, sizes: dict, figures: list) -> None:
                     f"≥ {GOAL:,} on an H100: {met}"))
 
 
+def compile_or_not(ctx, figures: list) -> None:
+    """torch.compile needs triton and a C compiler on a GPU machine: tried once on a small function; where it
+    fails, the levers and the FID check run without it and one figure says why (not a failed section)."""
+    import torch
+
+    if not ctx.profile.compile or ctx.left.get("compile_checked"):
+        return
+    ctx.left["compile_checked"] = True
+    try:
+        torch.compile(lambda x: x * 2 + 1)(torch.ones(8, device=ctx.device))
+    except Exception as e:  # noqa: BLE001 - whatever inductor raises: said in one line, the rest still runs
+        ctx.profile = ctx.left["compile_failed"] = dataclasses.replace(ctx.profile, compile=False)
+        figures.append(("lever: torch.compile", f"not run: it fails here ({type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0][:120] if str(e).strip() else ''})"))
+
+
 def levers(ctx, sizes: dict, figures: list) -> None:
     from gan.bench import levers as lv
 
+    compile_or_not(ctx, figures)
     lv.run(ctx)
     d = ctx.report.sections["levers"]["data"]
     base = d["img_s"]["defaults"]
@@ -144,7 +162,8 @@ def levers(ctx, sizes: dict, figures: list) -> None:
             figures.append((f"lever: {label}", f"{rate:,.0f} img/s ({rate / base:.2f}× of defaults)"))
     if "compile" in d:
         figures.append(("torch.compile warm-up", f"+{d['compile']['warmup_extra_s']:.0f} s over eager steps"))
-    figures += [(f"lever: {r.split(':')[0]}", r.split(": ", 1)[1]) for r in d["not_run"]]
+    figures += [(f"lever: {r.split(':')[0]}", r.split(": ", 1)[1]) for r in d["not_run"]
+                if not (r.startswith("torch.compile") and "compile_failed" in ctx.left)]  # said above
 
 
 def precision(ctx, sizes: dict, figures: list) -> None:
@@ -178,6 +197,7 @@ def precision(ctx, sizes: dict, figures: list) -> None:
 def fidcheck(ctx, sizes: dict, figures: list) -> None:
     from gan.bench import fidcheck as fc
 
+    compile_or_not(ctx, figures)
     fc.run(ctx)
     d = ctx.report.sections["fidcheck"]["data"]
     for name, v in d.get("levers", {}).items():
@@ -291,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from gan.bench import machine
-    from gan.bench.context import PROFILES, Context, cache_at, find_data, inductor_cold
+    from gan.bench.context import PROFILES, Context, cache_at, env_at, find_data, inductor_cold
     from gan.bench.report import Report, table
 
     device = torch.device("cuda" if a.profile == "gpu" else "cpu")
@@ -301,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes, tmp = SIZES[a.profile], Path(tempfile.mkdtemp(prefix="gan-gpucheck-"))
     say = lambda line="": print(line, flush=True)  # noqa: E731
     try:
-        data_ov, data_note = find_data(data, tmp)
+        with env_at("GAN_DATA_ROOT", data) if not a.data else contextlib.nullcontext():  # the folder found above
+            data_ov, data_note = find_data(a.data, tmp)
         rep = Report(machine.facts(device), argv, f"gpu-check-{a.profile}", say=say)
         ctx = Context(device, profile, data_ov, data_note, tmp, rep, a)
         name, figures = device_name(device), []
