@@ -39,7 +39,8 @@ def test_growth_needs_three_points_and_flat_band_widens_with_noise():
 
 
 def rows(rss, losses, history):
-    return [{"step": x, "anon_mib": r, "steps_per_s": 25.0, "events_mib": x / 7000, "last_pt_kib": 550.0,
+    return [{"step": x, "anon_mib": r, "cpu_ms_per_step": 30.0, "steps_per_s": 25.0, "events_mib": x / 7000,
+             "last_pt_kib": 550.0,
              "run_json_b": 2200, "resume_s": 7.0, "lists": {"losses": {"entries": n, "bytes": 23 * n},
                                                              "history": {"entries": h, "bytes": 200 * h}}}
             for x, r, n, h in zip(MARKS, rss, losses, history)]
@@ -66,14 +67,14 @@ def test_tiny_soak_writes_its_table_and_bounds_the_loss_log(tmp_path, tiny_npz, 
     d = report["sections"]["soak"]["data"]
     assert [r["step"] for r in d["rows"]] == [100, 200, 300]  # a row at each mark
     for r in d["rows"]:
-        assert r["rss_mib"] > r["anon_mib"] > 0 and r["steps_per_s"] > 0
+        assert r["rss_mib"] > r["anon_mib"] > 0 and r["steps_per_s"] > 0 and r["cpu_ms_per_step"] > 0
         assert r["events_mib"] > 0 and r["last_pt_kib"] > 0
         assert r["resume_s"] > 0, r["resume_note"]  # each copy resumed to its first step
         assert r["lists"]["losses"]["entries"] == LOSS_TAIL  # a log point per step, bounded
     assert [r["lists"]["history"]["entries"] for r in d["rows"]] == [2, 4, 6]  # metrics every 50 steps
     assert report["machine"]["steadiness"]["windows"] == 3  # other processes' CPU, per interval
-    header = ("| step | RSS MiB (peak) | RSS anon MiB | steps/s | wall steps/s | events MiB | last.pt KiB | "
-              "checkpoints/ KiB | run.json B |")
+    header = ("| step | RSS MiB (peak) | RSS anon MiB | CPU ms/step | steps/s | wall steps/s | events MiB | "
+              "last.pt KiB | checkpoints/ KiB | run.json B |")
     assert header in md.read_text() and "resume s | others' cores |" in md.read_text()
     v = {x["key"]: x for x in d["verdicts"]}
     assert {f.key for f in FIGURES} | {"list:losses", "list:history"} <= set(v)

@@ -2,8 +2,9 @@
 every cadence is fixed), or growing faster (its growth per interval itself grows), or falling.
 
 A series is judged on a straight line fitted through it: its change over the run, against a tolerance that is the
-larger of a fixed share of its level and twice its relative scatter about the line (noise widens the band; a
-steady drift does not, since the line absorbs it). A series that is not flat grows "faster" when its slope over
+larger of a fixed share of its level and three times its relative scatter about the line (noise widens the band; a
+steady drift does not, since the line absorbs it; for pure noise the fitted change over 10 marks has about the
+scatter's size, so 3× rarely calls noise growth). A series that is not flat grows "faster" when its slope over
 the second half of the run is more than `FASTER` times its slope over the first half: a linear series gives ≈ 1,
 one that grows as steps² gives ≈ 2.4 over marks 10k..100k.
 """
@@ -14,6 +15,7 @@ import statistics
 FLAT, LINEAR, FASTER_, FALLS, RISES = ("flat within noise", "grows with logged points", "grows faster", "falls",
                                       "rises")
 FASTER = 1.5
+NOISE = 3  # the flat band, in multiples of the scatter about the line
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -36,7 +38,7 @@ def judge(xs: list[float], ys: list[float], tol: float = 0.05, rate: bool = Fals
     a = statistics.fmean(ys) - b * statistics.fmean(xs)
     noise = statistics.pstdev([y - (a + b * x) for x, y in zip(xs, ys)]) / level
     change = b * (xs[-1] - xs[0]) / level
-    band = max(tol, 2 * noise)
+    band = max(tol, NOISE * noise)
     out = {"change": change, "noise": noise, "band": band, "late_vs_early": None,
            "per_interval": b * (xs[-1] - xs[0]) / (len(xs) - 1)}
     if abs(change) <= band:

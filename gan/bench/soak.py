@@ -40,12 +40,16 @@ class Figure:
     allowed: tuple  # verdicts this figure may have; anything else is growth without need
     tol: float  # the fixed share of its level within which it counts as flat
     why: str  # why it may do what `allowed` says
+    judged: bool = True  # False: shown with its verdict, not in the exit code
 
 
 FIGURES = (
     Figure("anon_mib", "RSS anon MiB", (G.FLAT, G.FALLS), 0.05, "a run's memory holds the same things at every "
            "step (anonymous: its own; the file-backed rest is torch's libraries, which the kernel drops and reloads)"),
-    Figure("steps_per_s", "steps/s", (G.FLAT, G.RISES), 0.10, "a step does the same work at every step"),
+    Figure("cpu_ms_per_step", "CPU ms/step", (G.FLAT, G.FALLS), 0.10, "a step does the same work at every step "
+           "(the run's own CPU time over the interval, evaluations included: other processes do not move it)"),
+    Figure("steps_per_s", "steps/s", (G.FLAT, G.RISES), 0.10, "wall clock: moves with what other processes take "
+           "(others' cores); not judged, the CPU figure is", judged=False),
     Figure("events_mib", "events MiB", (G.FLAT, G.LINEAR), 0.02, "the logged points themselves"),
     Figure("last_pt_kib", "last.pt KiB", (G.FLAT, G.LINEAR), 0.02, "models, optimisers, RNG, metric history"),
     Figure("run_json_b", "run.json B", (G.FLAT,), 0.02, "rewritten at every log step: must not grow in an "
@@ -109,6 +113,15 @@ def rss_mib(pid: int) -> dict:
         return dict.fromkeys(keys)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (/proc/PID/stat), None once it has ended."""
+    try:
+        rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def file_bytes(folder: Path, pattern: str) -> int:
     return sum(p.stat().st_size for p in folder.glob(pattern) if p.is_file())
 
@@ -149,8 +162,12 @@ class Soak:
             proc = subprocess.Popen(self.gan("train", "smoke", "--device", "cpu", "--logs", str(logs), "--name",
                                              "soak", *[x for s in self.set_ for x in ("--set", s)]),
                                     stdout=out, stderr=subprocess.STDOUT, env=self.env, stdin=subprocess.DEVNULL)
-            last = {"step": 0, "train_seconds": 0.0, "wall": time.perf_counter()}
             try:
+                # the rates count from the first heartbeat: start-up (imports, data, reference statistics) is no step
+                first = self.wait(proc, logs, lambda run: read_json(run / "run.json").get("progress", {}).get("step"))
+                prog = read_json(first / "run.json")["progress"] if first else {}
+                last = {"step": prog.get("step", 0), "train_seconds": prog.get("train_seconds", 0.0),
+                        "wall": time.perf_counter(), "cpu": cpu_seconds(proc.pid)}
                 for mark in range(self.a.every, self.a.steps + 1, self.a.every):
                     with steady.window():  # what other processes took meanwhile: the rate's context
                         got = self.wait(proc, logs, lambda run: read_json(run / "run.json").get("progress", {})
@@ -185,8 +202,11 @@ class Soak:
         """RSS and the step rate at a mark's heartbeat (before its evaluation and checkpoint)."""
         prog = read_json(run / "run.json").get("progress", {})
         dt = prog["train_seconds"] - last["train_seconds"]
-        now = {"step": prog["step"], "train_seconds": prog["train_seconds"], "wall": time.perf_counter()}
+        now = {"step": prog["step"], "train_seconds": prog["train_seconds"], "wall": time.perf_counter(),
+               "cpu": cpu_seconds(pid)}
+        cpu = now["cpu"] - last["cpu"] if now["cpu"] is not None and last.get("cpu") is not None else None
         return {"step": prog["step"], **rss_mib(pid),
+                "cpu_ms_per_step": 1000 * cpu / (prog["step"] - last["step"]) if cpu is not None else None,
                 "steps_per_s": (prog["step"] - last["step"]) / dt if dt > 0 else None,
                 "wall_steps_per_s": (prog["step"] - last["step"]) / (now["wall"] - last["wall"]),
                 "others_cores": steady.windows[-1]["others_cores"] if steady.windows else None}, now
@@ -204,7 +224,8 @@ class Soak:
         shutil.copytree(run, snap, ignore=shutil.ignore_patterns(".lock", ".reserve"))
         row["snapshot"] = str(snap)
         self.say(f"- step {row['step']:,}: RSS {fmt(row['rss_mib'], '.0f')} MiB (anon {fmt(row['anon_mib'], '.0f')}), "
-                 f"{fmt(row['steps_per_s'], '.1f')} steps/s, events {row['events_mib']:.2f} MiB, last.pt "
+                 f"{fmt(row['cpu_ms_per_step'], '.1f')} CPU ms/step, {fmt(row['steps_per_s'], '.1f')} steps/s, "
+                 f"events {row['events_mib']:.2f} MiB, last.pt "
                  f"{fmt(row['last_pt_kib'], '.0f')} KiB, run.json {fmt(row['run_json_b'], ',')} B, "
                  + ", ".join(f"{k} {v['entries']} ({v['bytes']} B)" for k, v in row["lists"].items()))
 
@@ -246,7 +267,7 @@ def verdicts(rows: list[dict]) -> list[dict]:
         pts = [(x, y) for x, y in pts if y is not None]
         j = growth.judge([x for x, _ in pts], [y for _, y in pts], f.tol, rate=f.key == "steps_per_s")
         out.append({"key": f.key, "label": f.label, "allowed": list(f.allowed), "why": f.why, **j,
-                    "ok": growth.ok(j["verdict"], f.allowed)})
+                    "ok": growth.ok(j["verdict"], f.allowed) or not f.judged, "judged": f.judged})
     return out
 
 
@@ -262,11 +283,13 @@ def fmt(v, spec: str) -> str:
 
 def table_rows(rows: list[dict]) -> tuple[list[str], list[list]]:
     keys = sorted({k for r in rows for k in r["lists"]})
-    header = ["step", "RSS MiB (peak)", "RSS anon MiB", "steps/s", "wall steps/s", "events MiB", "last.pt KiB",
+    header = ["step", "RSS MiB (peak)", "RSS anon MiB", "CPU ms/step", "steps/s", "wall steps/s", "events MiB",
+              "last.pt KiB",
               "checkpoints/ KiB", "run.json B"] + [f"ckpt `{k}`: entries (B)" for k in keys] + ["resume s",
                                                                                                "others' cores"]
     body = [[f"{r['step']:,}", f"{fmt(r['rss_mib'], '.0f')} ({fmt(r['peak_rss_mib'], '.0f')})",
-             fmt(r["anon_mib"], ".0f"), fmt(r["steps_per_s"], ".1f"), fmt(r["wall_steps_per_s"], ".1f"),
+             fmt(r["anon_mib"], ".0f"), fmt(r["cpu_ms_per_step"], ".1f"), fmt(r["steps_per_s"], ".1f"),
+             fmt(r["wall_steps_per_s"], ".1f"),
              f"{r['events_mib']:.2f}", fmt(r["last_pt_kib"], ".1f"), fmt(r["checkpoints_kib"], ".0f"),
              fmt(r["run_json_b"], ",")]
             + [(f"{r['lists'][k]['entries']} ({r['lists'][k]['bytes']:,})" if k in r["lists"] else "—") for k in keys]
@@ -278,7 +301,7 @@ def verdict_rows(vs: list[dict]) -> list[list]:
     pct = lambda v: "—" if v is None else f"{v * 100:+.1f} %"  # noqa: E731
     return [[v["label"], v["verdict"], pct(v["change"]), "—" if v["band"] is None else f"± {v['band'] * 100:.1f} %",
              "—" if v["late_vs_early"] is None else f"{v['late_vs_early']:.2f}", " / ".join(v["allowed"]), v["why"],
-             "ok" if v["ok"] else "**FAIL**"] for v in vs]
+             ("ok" if v["ok"] else "**FAIL**") if v["judged"] else "(not judged)"] for v in vs]
 
 
 VERDICT_HEADER = ["figure", "verdict", "fitted change over the run", "flat band", "late ÷ early slope", "may be",
@@ -339,15 +362,19 @@ def main(argv: list[str] | None = None) -> int:
                 r["resume_s"], r["resume_note"] = soak.resume_seconds(Path(r.pop("snapshot")))
                 say(f"- resume at step {r['step']:,}: {fmt(r['resume_s'], '.2f')} s {r['resume_note']}")
             vs = verdicts(soak.rows)
-            rep.md("", "Rows: figures read from outside the run when its progress heartbeat passes each mark; "
-                   "steps/s = steps ÷ training seconds over the interval (evaluations excluded, run.json's "
-                   "progress); wall steps/s includes evaluations; resume s = the fastest of "
+            rep.md("", "Rows: figures read from outside the run when its progress heartbeat passes each mark, over "
+                   "the interval since the last (the first from the run's first heartbeat: start-up is no step); "
+                   "RSS anon = the process's own memory (RssAnon); CPU ms/step = the process's user + system CPU "
+                   "time ÷ steps (evaluations, grids and checkpoints included); steps/s = steps ÷ training seconds "
+                   "(evaluations excluded, run.json's progress); wall steps/s includes everything; resume s = the "
+                   "fastest of "
                    f"{a.resume_tries} `gan resume` of a copy of the folder at that mark, spawn to its first step; "
                    "others' cores = CPU other processes used during the interval.", "")
             rep.table(*table_rows(soak.rows))
             rep.md("Verdicts (gan/bench/growth.py): a line fitted through each figure; flat when its change over "
-                   "the run is within the band (the larger of a fixed share and twice its scatter); otherwise "
-                   f"\"grows faster\" when the second half's slope exceeds {growth.FASTER}× the first half's.", "")
+                   f"the run is within the band (the larger of a fixed share and {growth.NOISE}× its scatter); "
+                   f"otherwise \"grows faster\" when the second half's slope exceeds {growth.FASTER}× the first "
+                   "half's.", "")
             rep.table(VERDICT_HEADER, verdict_rows(vs))
             rep.data(rows=soak.rows, verdicts=vs, overrides=set_, steps=a.steps, every=a.every)
             if a.keep:
