@@ -1,17 +1,15 @@
 """`python -m gan.bench.soak [--steps 100000] [--every 10000] [--profile full|tiny]`: a long run that must stay as
 it started (`make soak`, not in CI).
 
-A tiny conditional SN-DCGAN (the `smoke` pipeline, widths 8, z 16) trains as `gan train` in its own process with
-`best`'s logging cadence (scalars, grids, metrics and checkpoints as experiments/best.toml has them; the metric is
-cheap: c10 on a few hundred samples). Every `--every` steps this process records, from outside the run: its RSS,
-its steps per training second over the last interval (run.json's progress heartbeat; evaluations excluded, as
-perf/images_per_sec), the bytes of its event files, its last.pt, its checkpoints folder and run.json, and the
-entries and pickled bytes of every list the checkpoint keeps (`history`, `losses`, ...), and copies the run folder.
-When the run has ended, each copy is resumed (`gan resume COPY`, the same threads) and timed to its first step
-(the moment `step` of gan/stop.py, where a SIGKILL ends it): the resume of a run at that age, measured without
-disturbing the main run's figures. The report (bench-out/, markdown + JSON, as `make bench`'s) has a row per mark
-and, for each figure, how it grows (gan/bench/growth.py); the exit code is 1 when a figure grows where it has no
-need to (or the run failed), 2 on bad arguments.
+A tiny conditional SN-DCGAN (the `smoke` pipeline, widths 8, z 16) trains as `gan train` in its own process at
+`best`'s cadence (read from experiments/best.toml; the metric is cheap: c10 on a few hundred samples). Every
+`--every` steps this process reads, from outside the run: its memory (RSS, anonymous part, peak), its own CPU time
+per step and its steps per second over the interval, the bytes of its event files, last.pt, checkpoints/ and
+run.json, the entries of every list the checkpoint keeps (`history`, `losses`, ...), and copies the run folder. When
+the run has ended, each copy is resumed (`gan resume COPY`) and timed to its first step (the moment `step` of
+gan/stop.py, where a SIGKILL ends it): a resume at that age, without disturbing the main run's figures. The report
+(bench-out/, markdown + JSON, as `make bench`'s) has a row per mark and each figure's verdict
+(gan/bench/growth.py); exit 1 when a figure does not stay as it may (or the run failed), 2 on bad arguments.
 """
 from __future__ import annotations
 
@@ -95,8 +93,7 @@ def overrides(profile: str, steps: int, every: int, data_ov: list[str]) -> list[
     log, image, ckpt, metric_every = cadence
     return [*data_ov, f"data.limit={limit}", "model.g_channels=8", "model.d_channels=8", "model.z_dim=16",
             "model.conditional=true", "optim.batch_size=32", f"train.steps={steps + every // 10}",
-            f"train.log_every={log}",
-            f"train.image_every={image}", f"train.checkpoint_every={ckpt}", 'train.precision="fp32"',
+            f"train.log_every={log}", f"train.image_every={image}", f"train.checkpoint_every={ckpt}", 'train.precision="fp32"',
             f"metrics.every={metric_every}", f"metrics.num_samples={samples}", f"metrics.ref_samples={2 * samples}",
             'metrics.extractors=["c10"]', "metrics.batch_size=250"]
 
