@@ -7,7 +7,8 @@ EXP ?= baseline
 SHARED := $(abspath ../shared/data/cifar10)
 export GAN_DATA_ROOT ?= $(if $(wildcard $(SHARED)/train-*.npz),$(SHARED),data)
 
-.PHONY: install chromium train test tensorboard bench bench-quality screenshot kills sweep-timing sweep-evidence
+.PHONY: install chromium train test tensorboard bench bench-quality screenshot kills sweep-timing sweep-evidence \
+	soak gpu-check
 
 $(VENV): pyproject.toml
 	python3 -m venv .venv
@@ -63,3 +64,16 @@ kills: $(VENV)
 # a test): ARGS="--minutes 10 --exps dcgan,sngan".
 bench-quality: $(VENV)
 	$(PY) -m gan.bench.quality $(ARGS)
+
+# A long run that must stay as it started (a script, not a test; not in CI): a tiny model trains 100,000 steps at
+# best's logging cadence, watched every 10,000 (RSS, steps/s, events, checkpoints, run.json, the checkpoint's lists,
+# the time a resume takes to its first step); report in bench-out/, exit 1 when a figure grows without need. Hours on
+# a busy 2-core CPU; ARGS="--steps 20000 --every 2000" for a short one.
+soak: $(VENV)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m gan.bench.soak $(ARGS)
+
+# Every figure the README leaves open for a GPU, in one command (< 8 minutes on one GPU; ARGS="--profile tiny" runs
+# it on this CPU in seconds). No venv needed: on a GPU machine it runs on the Python that has torch (README, Speed).
+GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PY) -m gan.bench.gpu_check $(ARGS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from gan.schedule import Schedule, total_steps
 from gan.stop import Interrupted, Stop, at as moment  # moment(): a test hook, nothing otherwise
 from gan.console import banner, console, long_run_note, progress_bar
 from gan.rundir import now
+from gan.trainstate import LOSS_TAIL
 from gan.update import Update
 
 
@@ -35,7 +37,7 @@ class Result:
     run_dir: Path
     status: str
     step: int
-    losses: list = field(default_factory=list)  # (step, loss_D, loss_G) at every log point
+    losses: list = field(default_factory=list)  # (step, loss_D, loss_G) at the last LOSS_TAIL log points
     metrics: list = field(default_factory=list)  # (step, {tag: value})
     best: dict | None = None
     exit_code: int = 0
@@ -75,7 +77,8 @@ class Trainer:
         self.fixed_z = torch.randn(grids.GRID, c.model.z_dim, generator=g).to(self.device)
         self.fixed_y = torch.arange(grids.GRID, device=self.device) % self.num_classes if self.num_classes else None
         self.step, self.train_seconds, self.saved_step = 0, 0.0, 0
-        self.history, self.best, self.loss_log = [], None, []  # [(step, {tag: value})], {step, tag, value}, losses
+        self.history, self.best = [], None  # [(step, {tag: value})], {step, tag, value}
+        self.loss_log = deque(maxlen=LOSS_TAIL)  # bounded: a long run's loss curve is in its event files
         self.evaluator, self.metric_notes, self.primary = None, [], protocol.Primary(None, "metrics off")
         self.eval_pending = self.evaluating = False  # an evaluation a signal dropped: made first on resume
         if resume is not None:  # every rank reads the checkpoint (under torchrun: on storage all nodes see)

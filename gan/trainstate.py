@@ -3,14 +3,18 @@ order, every RNG, the metric history and best point, the clock, the precision an
 resumed run continues bit for bit. `Trainer.state()` and the resume path are the only callers."""
 from __future__ import annotations
 
+from collections import deque
+
 from gan import checkpoint
 from gan.errors import GanError
+
+LOSS_TAIL = 100  # (step, loss_D, loss_G) log points kept (Result.losses, checkpoints); the whole curve: TensorBoard
 
 
 def capture(tr) -> dict:
     return {"step": tr.step, **tr.nets.state_dict(), "opt_G": tr.opt_G.state_dict(), "opt_D": tr.opt_D.state_dict(),
             "sampler": tr.sampler.state_dict(), "rng": checkpoint.rng_state(tr.device),
-            "history": [[s, m] for s, m in tr.history], "best": tr.best, "losses": tr.loss_log,
+            "history": [[s, m] for s, m in tr.history], "best": tr.best, "losses": list(tr.loss_log),
             "train_seconds": tr.train_seconds, "precision": tr.precision, "num_classes": tr.num_classes,
             "class_names": tr.data.class_names, "eval_pending": tr.eval_pending, "config": tr.cfg.to_dict(),
             "arch": tr.cfg.model.arch, "schedule": tr.sched.state_dict()}
@@ -33,7 +37,7 @@ def restore(tr, s: dict) -> None:
     checkpoint.set_rng_state(s["rng"], tr.device)
     tr.step = tr.saved_step = int(s["step"])
     tr.history = [(int(a), dict(b)) for a, b in s.get("history", [])]
-    tr.best, tr.loss_log = s.get("best"), [tuple(x) for x in s.get("losses", [])]
+    tr.best, tr.loss_log = s.get("best"), deque((tuple(x) for x in s.get("losses", [])), maxlen=LOSS_TAIL)
     tr.train_seconds, tr.precision = float(s.get("train_seconds", 0.0)), s.get("precision", "fp32")
     tr.eval_pending = bool(s.get("eval_pending", False))
     tr.sched.load_state_dict(s.get("schedule"))

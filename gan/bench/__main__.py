@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
-import os
 import shutil
 import sys
 import tempfile
@@ -65,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from gan import device as gdevice
     from gan.bench import machine
-    from gan.bench.context import PROFILES, Context, cache_at, find_data
+    from gan.bench.context import PROFILES, Context, cache_at, find_data, inductor_cold
     from gan.bench.report import Report, table, with_bounds
     from gan.errors import GanError
 
@@ -90,9 +89,6 @@ def main(argv: list[str] | None = None) -> int:
                                   window_s=a.window_seconds or profile.window_s)
     tmp = Path(tempfile.mkdtemp(prefix="gan-bench-"))
     say = lambda line="": print(line, flush=True)  # noqa: E731
-    # torch.compile's warm-up is timed cold, as a first run pays it (inductor's cache would hide it on a rerun)
-    inductor = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp / "inductor")
     try:
         data_ov, data_note = find_data(a.data, tmp)
         rep = Report(machine.facts(device), argv, profile.name, targets, say)
@@ -105,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             if name not in sections:
                 continue
             module, title = SECTIONS[name]
-            with rep.section(name, title):
+            with rep.section(name, title), inductor_cold(tmp):
                 rep.md(f"data: {data_note}", "")
                 # the bench's own reference statistics stay out of the user's cache; the quality race's runs are
                 # ordinary runs and use it
@@ -126,10 +122,6 @@ def main(argv: list[str] | None = None) -> int:
                f" (no target FAILed; {sum(v['status'] == 'unclear' for v in verdicts)} unclear)"))
         return code
     finally:
-        if inductor is None:
-            os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
-        else:
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor
         shutil.rmtree(tmp, ignore_errors=True)
 
 

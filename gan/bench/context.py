@@ -20,17 +20,28 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / 
 
 
 @contextlib.contextmanager
-def cache_at(path):
-    """The evaluator's reference cache in `path` (a fresh folder = the first run on a machine)."""
-    old = os.environ.get("GAN_CACHE")
-    os.environ["GAN_CACHE"] = str(path)
+def env_at(key: str, path):
+    """Environment variable `key` set to `path` meanwhile, then as it was."""
+    old = os.environ.get(key)
+    os.environ[key] = str(path)
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop("GAN_CACHE", None)
+            os.environ.pop(key, None)
         else:
-            os.environ["GAN_CACHE"] = old
+            os.environ[key] = old
+
+
+def cache_at(path):
+    """The evaluator's reference cache in `path` (a fresh folder = the first run on a machine)."""
+    return env_at("GAN_CACHE", path)
+
+
+def inductor_cold(tmp: Path):
+    """torch.compile's cache in a fresh folder: its warm-up is timed cold, as a first run pays it (inductor's cache
+    would hide it on a rerun)."""
+    return env_at("TORCHINDUCTOR_CACHE_DIR", Path(tmp) / "inductor")
 
 
 @dataclass(frozen=True)
