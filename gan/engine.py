@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, losses, nets as gnets
-from gan import rundir, runlock, seeding, writer
+from gan import neighbours, rundir, runlock, seeding, writer
 from gan.augment import DiffAugment
 from gan.config import Config
 from gan.data import to_uint8, training_set
@@ -371,6 +371,9 @@ class Trainer:
             except GanError as e:
                 self.rec.failed(e, self.step)
                 raise
+        if done and self.cfg.metrics.neighbours and self.dist.is_main:  # what G copied: gan/neighbours.py
+            neighbours.at_end(self.run_dir, self.cfg, self.nets.G_sample, self.num_classes, self.step, self.rec.tb,
+                              self.log, self.stop)
         self.rec.ended(status, writer.flatten(self.cfg.to_dict()) if done else None, self.history, step=self.step,
                        best=self.best, train_seconds=round(self.train_seconds, 2))
         self.release()
