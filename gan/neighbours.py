@@ -6,10 +6,11 @@ pixels, each labelled with its distance: a PNG (never overwriting; default insid
 run's TensorBoard (`images/neighbours` at the checkpoint's step). The samples closest to a training image come
 first. One number sums it up, the copy rate (defined in gan/metrics/copying.py): the share of samples closer to
 their nearest training image than 99 % of held-out real images lie to theirs, ≈ 1 % for a generator whose samples
-are as new as fresh real images, with a 95 % Wilson interval. It is logged per space as `neighbours/copy_rate_c10`
-(the extractor's suffix, as every metric's: gan/metrics/protocol.py) and `neighbours/copy_rate_pixels`, and
+are as new as fresh real images, with a 95 % Wilson interval. It is measured in the extractor's feature space and
+logged as `neighbours/copy_rate_c10` (the extractor's suffix, as every metric's: gan/metrics/protocol.py), and
 appended to the run's metrics.json with its protocol (extractor and weights, training and held-out images and
-their content hashes, thresholds), all under the run's lock.
+their content hashes, thresholds), all under the run's lock. The same count by pixels is printed and kept beside
+it as a check, not as the number: a flat or blurred sample lies close, in pixels, to the flat training images.
 
 Held-out images, the first that applies: --heldout (an npz file, folder or glob); the images of the run's own data
 that data.limit / data.fraction left out of training; the test split beside the training data (CIFAR-10's
@@ -154,7 +155,7 @@ def measure(G, cfg, num_classes: int, train_np: np.ndarray, held_np: np.ndarray,
              "weights_sha256": e.sha256, "training": source, "training_images": len(train),
              "training_sha256": content_hash(train), "mirrored": cfg.data.hflip, "heldout": held_what, "heldout_images": len(held),
              "heldout_sha256": content_hash(held), "pixel_distance": "RMS per value, 0..255",
-             "thresholds": {r.tag: r.tau / r.scale for r in rates}, "expected_of_new_images": rates[0].fresh}
+             "thresholds": {r.space: r.tau / r.scale for r in rates}, "expected_of_new_images": rates[0].fresh}
     for r in rates:
         if r.tau == 0:
             log(f"[yellow]warning: {r.k} of the held-out images are also training images (distance 0 by "
@@ -233,10 +234,12 @@ def record(run: Path, rep: Report, which: str, seed: int, out: Path | None, show
         except GanError as e:
             if out is not None or "already exists" not in str(e):
                 raise
-    values = {r.tag: r.value for r in rep.rates}
+    f, p = rep.rates
+    values = {f.tag: f.value}  # the one number; the pixel count is a check beside it (flat samples lie close)
     rec = {"at": now(), "kind": "neighbours", "checkpoint": which, "step": rep.step, "samples": n, "seed": seed,
-           "values": values, "copies": {r.tag: r.copies for r in rep.rates},
-           "interval95": {r.tag: list(r.interval) for r in rep.rates}, "protocol": rep.protocol, "png": str(png)}
+           "values": values, "copies": f.copies, "interval95": list(f.interval),
+           "pixels": {"copies": p.copies, "rate": p.value, "interval95": list(p.interval)},
+           "protocol": rep.protocol, "png": str(png)}
     path = run / "metrics.json"
     fileio.write_json(path, read_records(path, log) + [rec])
     if tb is not None:

@@ -112,7 +112,9 @@ def test_neighbours_writes_png_record_and_tensorboard_and_never_overwrites(run, 
     assert img.ndim == 3 and img.shape[2] == 3 and img.shape[0] > 32 + 40  # header + one row of 6 samples
     rec = json.loads((run / "metrics.json").read_text())[-1]
     assert rec["kind"] == "neighbours" and rec["step"] == 6 and rec["samples"] == 20 and rec["png"] == str(png)
-    assert set(rec["values"]) == {"neighbours/copy_rate_c10", "neighbours/copy_rate_pixels"}
+    assert set(rec["values"]) == {"neighbours/copy_rate_c10"} and set(rec["pixels"]) == {"copies", "rate",
+                                                                                        "interval95"}
+    assert rec["copies"] == round(rec["values"]["neighbours/copy_rate_c10"] * 20)
     p = rec["protocol"]
     assert p["extractor"] == "c10" and p["training_images"] == N_TRAIN and p["heldout_images"] == N_HELD
     assert len(p["training_sha256"]) == 64 and len(p["weights_sha256"]) == 64

@@ -114,7 +114,8 @@ class Rate:
 
     def line(self) -> str:
         lo, hi = self.interval
-        return (f"{self.tag.split('/', 1)[1]}: {self.copies}/{len(self.distances)} = {100 * self.value:.1f} % "
+        name = self.tag.split('/', 1)[1] if self.space != "pixels" else "by pixels (a check)"
+        return (f"{name}: {self.copies}/{len(self.distances)} = {100 * self.value:.1f} % "
                 f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f} %; new images: {100 * self.fresh:.1f} %), "
                 f"threshold {self.tau / self.scale:.4g}")
 
