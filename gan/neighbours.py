@@ -5,12 +5,11 @@ an extractor's features (the standard Inception's pool layer when its weights ar
 pixels, each labelled with its distance: a PNG (never overwriting; default inside the run) and an image in the
 run's TensorBoard (`images/neighbours` at the checkpoint's step). The samples closest to a training image come
 first. One number sums it up, the copy rate (defined in gan/metrics/copying.py): the share of samples closer to
-their nearest training image than 99 % of held-out real images lie to theirs, ≈ 1 % for a generator whose samples
-are as new as fresh real images, with a 95 % Wilson interval. It is measured in the extractor's feature space and
-logged as `neighbours/copy_rate_c10` (the extractor's suffix, as every metric's: gan/metrics/protocol.py), and
-appended to the run's metrics.json with its protocol (extractor and weights, training and held-out images and
-their content hashes, thresholds), all under the run's lock. The same count by pixels is printed and kept beside
-it as a check, not as the number: a flat or blurred sample lies close, in pixels, to the flat training images.
+their nearest training image than 99 % of held-out real images lie to theirs, by features or by pixels (each space
+misses copies the other sees), ≈ 1 % for a generator whose samples are as new as fresh real images, with a 95 %
+Wilson interval. It is logged as `neighbours/copy_rate_c10` (the extractor's suffix, as every metric's:
+gan/metrics/protocol.py) and appended to the run's metrics.json with its protocol (extractor and weights, training
+and held-out images and their content hashes, thresholds, what each space alone counts), under the run's lock.
 
 Held-out images, the first that applies: --heldout (an npz file, folder or glob); the images of the run's own data
 that data.limit / data.fraction left out of training; the test split beside the training data (CIFAR-10's
@@ -54,7 +53,7 @@ MAX_N = 50_000
 class Report:
     samples: torch.Tensor  # uint8 (N, 3, H, W), CPU
     train: torch.Tensor  # uint8 (T, 3, H, W): the run's training images (then mirrored, with data.hflip)
-    rates: list  # [copying.Rate] features first, then pixels
+    copies: copying.Copies  # its spaces: the extractor's features, then pixels
     protocol: dict
     step: int
 
@@ -80,9 +79,10 @@ def data_for(cfg, given: str | None = None, log=console.print) -> tuple[np.ndarr
     elif unseen.any():
         held, what = full.images[unseen], f"images of the run's data it never trained on ({said})"
     else:
+        files = npz_files(d.path) if d.dataset == "npz" else []
         root = d.root if d.dataset == "cifar10" else None
-        if d.dataset == "npz" and all(Path(f).name.startswith("train-") for f in npz_files(d.path)):
-            root = str(Path(npz_files(d.path)[0]).parent)
+        if files and all(Path(f).name.startswith("train-") for f in files):  # shards as CIFAR-10's lie
+            root = str(Path(files[0]).parent)
         found = split_images(root, "test") if root else None
         if found is None:
             raise GanError(f"no held-out images to calibrate the copy rate: the run trained on all {len(train):,} "
@@ -146,43 +146,48 @@ def measure(G, cfg, num_classes: int, train_np: np.ndarray, held_np: np.ndarray,
     ft, fh = torch.cat([features(e, x, bs, log, device) for x in refs]), features(e, held, bs, log, device)
     fs = e.features(samples.to(device), bs)[e.spec.layers["fid"]]
     pixels = torch.cat(refs)
-    rates = [copying.rate(e.name, f"neighbours/copy_rate{e.suffix}", fs, fh, ft, K),
-             copying.rate("pixels", "neighbours/copy_rate_pixels", samples.to(device), held, pixels, K,
-                          scale=math.sqrt(samples[0].numel()))]
+    copies = copying.Copies([copying.space(e.name, fs, fh, ft, K),
+                             copying.space("pixels", samples.to(device), held, pixels, K,
+                                           scale=math.sqrt(samples[0].numel()))], f"neighbours/copy_rate{e.suffix}")
     proto = {"definition": f"share of samples closer to their nearest training image than {100 - copying.PERCENT} % "
-                           "of held-out real images lie to theirs (gan/metrics/copying.py); Wilson 95 % interval",
+                           "of held-out real images lie to theirs, by features or by pixels (gan/metrics/copying.py); "
+                           "Wilson 95 % interval",
              "extractor": e.name, "suffix": e.suffix, "layer": e.spec.layers["fid"], "weights": e.weights_path,
              "weights_sha256": e.sha256, "training": source, "training_images": len(train),
-             "training_sha256": content_hash(train), "mirrored": cfg.data.hflip, "heldout": held_what, "heldout_images": len(held),
-             "heldout_sha256": content_hash(held), "pixel_distance": "RMS per value, 0..255",
-             "thresholds": {r.space: r.tau / r.scale for r in rates}, "expected_of_new_images": rates[0].fresh}
-    for r in rates:
-        if r.tau == 0:
-            log(f"[yellow]warning: {r.k} of the held-out images are also training images (distance 0 by "
-                f"{r.space}): nothing can count as a copy there[/]")
-    return Report(samples, pixels.cpu(), rates, proto, step)
+             "training_sha256": content_hash(train), "mirrored": cfg.data.hflip, "heldout": held_what,
+             "heldout_images": len(held), "heldout_sha256": content_hash(held),
+             "pixel_distance": "RMS per value, 0..255",
+             "thresholds": {s.name: s.tau / s.scale for s in copies.spaces}, "heldout_below": copies.heldout_below,
+             "expected_of_new_images": copies.fresh}
+    for s in copies.spaces:
+        if s.tau == 0:
+            log(f"[yellow]warning: {copies.k} or more held-out images are also training images (distance 0 by "
+                f"{s.name}): no sample can lie below them there[/]")
+    return Report(samples, pixels.cpu(), copies, proto, step)
 
 
 # ---- the picture ------------------------------------------------------------------------------------------------
-RED, ORANGE, GREY, WHITE = (230, 60, 60), (240, 170, 40), (170, 170, 170), (255, 255, 255)
+RED, GREY, WHITE = (230, 60, 60), (170, 170, 170), (255, 255, 255)
 
 
 def picture(rep: Report, show: int = SHOW) -> torch.Tensor:
-    """uint8 (3, H, W): a header with the rates, then per sample (closest to a training image first): the sample
-    (framed red when it counts as a copy by features, orange by pixels only), its K nearest training images by
-    features, then by pixels, each labelled with its distance (red: below the copy threshold)."""
+    """uint8 (3, H, W): a header with the copy rate, then per sample (the closest to a training image, relative to
+    the thresholds, first): the sample (framed red when it counts as a copy), its K nearest training images by
+    features, then by pixels, each labelled with its distance (red: below that space's threshold)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    f, p = rep.rates
-    order = (f.distances[:, 0] / max(f.tau, 1e-12)).argsort()[:show].tolist()
+    c = rep.copies
+    f = c.spaces[0]
+    near = torch.stack([x.distances[:, 0] / max(x.tau, 1e-12) for x in c.spaces]).min(0).values
+    order = near.argsort()[:show].tolist()
     s = rep.samples.shape[-1]
     tile, lab, gap = s + 4, 12, 10
     block = (1 + 2 * K) * tile + 4 + gap
     font = ImageFont.load_default()
-    head = [f.line(), p.line(),
-            f"each sample #i (seed order), then its {K} nearest training images by {f.space} features, then by pixels "
-            f"(RMS 0-255); red frame: a copy by {f.space}, orange: by pixels only",
-            f"threshold: the {copying.PERCENT} % closest of {rep.protocol['heldout']}"
+    head = [c.line(), c.alone(),
+            f"each sample #i (seed order), then its {K} nearest training images by {f.name} features, then by pixels "
+            "(RMS 0-255); red frame: a copy, red distance: below that space's threshold",
+            f"thresholds: fewer than {copying.PERCENT} % of {rep.protocol['heldout']} lie below either"
             + (" (to the training images and their mirror images: data.hflip)" if rep.protocol["mirrored"] else "")]
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     per_row = max(1, min(len(order), 1100 // block))
@@ -201,9 +206,8 @@ def picture(rep: Report, show: int = SHOW) -> torch.Tensor:
 
     for slot, j in enumerate(order):
         x, y = (slot % per_row) * block, top + (slot // per_row) * (tile + lab + 4)
-        frame = RED if bool(f.copied[j]) else ORANGE if bool(p.copied[j]) else None
-        put(rep.samples[j], x, y, f"#{j}", WHITE, frame)
-        for g, r in enumerate((f, p)):
+        put(rep.samples[j], x, y, f"#{j}", WHITE, RED if bool(c.copied[j]) else None)
+        for g, r in enumerate(c.spaces):
             for m in range(r.indices.shape[1]):
                 d = float(r.distances[j, m])
                 put(rep.train[int(r.indices[j, m])], x + (1 + g * K + m) * tile + 4 * g, y, f"{d / r.scale:.3g}",
@@ -234,12 +238,11 @@ def record(run: Path, rep: Report, which: str, seed: int, out: Path | None, show
         except GanError as e:
             if out is not None or "already exists" not in str(e):
                 raise
-    f, p = rep.rates
-    values = {f.tag: f.value}  # the one number; the pixel count is a check beside it (flat samples lie close)
+    c = rep.copies
+    values = {c.tag: c.value}
     rec = {"at": now(), "kind": "neighbours", "checkpoint": which, "step": rep.step, "samples": n, "seed": seed,
-           "values": values, "copies": f.copies, "interval95": list(f.interval),
-           "pixels": {"copies": p.copies, "rate": p.value, "interval95": list(p.interval)},
-           "protocol": rep.protocol, "png": str(png)}
+           "values": values, "copies": c.copies, "interval95": list(c.interval),
+           "below_alone": {s.name: int(s.below.sum()) for s in c.spaces}, "protocol": rep.protocol, "png": str(png)}
     path = run / "metrics.json"
     fileio.write_json(path, read_records(path, log) + [rec])
     if tb is not None:
@@ -302,6 +305,5 @@ def at_end(run: Path, cfg, G, num_classes: int, step: int, tb, log, stop) -> Non
     except (GanError, Interrupted) as e:
         log(f"[yellow]metrics.neighbours: skipped: {e or 'interrupted'}[/]")
         return
-    for r in rep.rates:
-        log(f"neighbours: {r.line()}")
+    log(f"neighbours: {rep.copies.line()}; {rep.copies.alone()}")
     log(f"neighbours: {png}")

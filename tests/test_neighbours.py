@@ -62,7 +62,7 @@ def run(tmp_path_factory, folder):
 
 def rate_of(G, cfg, train, held, n=64):
     rep = nb.measure(G, cfg, 0, train, held, "test", n, 0, torch.device("cpu"), 0, log=lambda *a, **k: None)
-    return rep.rates[0]
+    return rep.copies
 
 
 def test_the_copy_rate_separates_copying_from_new_images(run):
@@ -79,7 +79,28 @@ def test_the_copy_rate_separates_copying_from_new_images(run):
     assert copier.value >= 0.95 and copier.interval[0] > 0.85
     assert new.value <= 0.08 and itself.value <= 0.08
     assert copier.interval[0] > max(new.interval[1], itself.interval[1])  # separated beyond their 95 % intervals
-    assert copier.distances[:, 0].max() < copier.tau <= new.distances[:, 0].median()
+    feats, pixels = copier.spaces
+    assert (feats.name, pixels.name) == ("c10", "pixels") and pixels.distances[:, 0].max() < pixels.tau
+    # calibrated: fewer than 1 % of the held-out images lie below a threshold, in either space
+    assert copier.heldout_below < copier.k and copier.fresh <= copier.k / (N_HELD + 1)
+    assert int(((feats.heldout < feats.tau) | (pixels.heldout < pixels.tau)).sum()) == copier.heldout_below
+
+
+def test_joint_thresholds_reduce_to_one_space_and_count_either():
+    """One space: τ is the k-th smallest held-out distance. Two: the largest common rank with fewer than k held-out
+    images below either threshold; a sample counts when it lies below either."""
+    held = torch.arange(1, 1001).float()[torch.randperm(1000, generator=torch.Generator().manual_seed(0))]
+    one = copying.Space("a", torch.tensor([[9.5], [10.0]]), torch.zeros(2, 1, dtype=torch.long), held)
+    c = copying.Copies([one], "neighbours/copy_rate_x")
+    assert (c.k, one.tau, c.heldout_below, c.copies) == (10, 10.0, 9, 1)  # 9 of 1,000 below 10; 9.5 counts
+    assert c.fresh == pytest.approx(10 / 1001)
+    other = copying.Space("b", torch.tensor([[1e9], [0.5]]), torch.zeros(2, 1, dtype=torch.long), held.flip(0))
+    c = copying.Copies([copying.Space("a", torch.tensor([[2.5], [10.0]]), one.indices, held), other],
+                       "neighbours/copy_rate_x")
+    assert 5 <= c.spaces[0].tau == c.spaces[1].tau < 10  # a common rank j: at most 2 (j - 1) below either
+    assert c.heldout_below < 10 and c.copied.tolist() == [True, True]  # each sample below in one space
+    assert int(((held < c.spaces[0].tau) | (held.flip(0) < c.spaces[1].tau)).sum()) == c.heldout_below
+    assert c.alone() == "below the threshold by a 1/2, by b 1/2"
 
 
 def test_nearest_is_exact_batched_and_finds_an_image_itself():
@@ -93,10 +114,7 @@ def test_nearest_is_exact_batched_and_finds_an_image_itself():
     assert d[0, 0] == 0 and d[1, 0] == 0 and i[0, 0] == 7 and i[1, 0] == 31
 
 
-def test_threshold_and_wilson_interval():
-    tau, k = copying.threshold(torch.arange(1000, 0, -1).float())  # 1..1000 in reverse
-    assert (tau, k) == (10.0, 10)  # fewer than 1 % (9 of 1,000) lie below τ
-    assert copying.threshold(torch.arange(150).float()) == (0.0, 1)
+def test_wilson_interval():
     lo, hi = copying.wilson(0, 10)
     assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-4)  # Wilson's interval for 0/10 (Newcombe 1998: 0-0.2775)
     lo, hi = copying.wilson(64, 64)
@@ -112,9 +130,9 @@ def test_neighbours_writes_png_record_and_tensorboard_and_never_overwrites(run, 
     assert img.ndim == 3 and img.shape[2] == 3 and img.shape[0] > 32 + 40  # header + one row of 6 samples
     rec = json.loads((run / "metrics.json").read_text())[-1]
     assert rec["kind"] == "neighbours" and rec["step"] == 6 and rec["samples"] == 20 and rec["png"] == str(png)
-    assert set(rec["values"]) == {"neighbours/copy_rate_c10"} and set(rec["pixels"]) == {"copies", "rate",
-                                                                                        "interval95"}
+    assert set(rec["values"]) == {"neighbours/copy_rate_c10"} and set(rec["below_alone"]) == {"c10", "pixels"}
     assert rec["copies"] == round(rec["values"]["neighbours/copy_rate_c10"] * 20)
+    assert set(rec["protocol"]["thresholds"]) == {"c10", "pixels"}
     p = rec["protocol"]
     assert p["extractor"] == "c10" and p["training_images"] == N_TRAIN and p["heldout_images"] == N_HELD
     assert len(p["training_sha256"]) == 64 and len(p["weights_sha256"]) == 64

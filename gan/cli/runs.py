@@ -175,8 +175,8 @@ def neighbours_cmd(
     rd = resolve_run(run, logs)
     rep, png = nb.neighbours(rd, n, show, out, heldout, seed, checkpoint_name, device, extractor)
     console.print(f"{rd} {checkpoint_name}.pt (step {rep.step}), {n} samples; held out: {rep.protocol['heldout']}")
-    for r in rep.rates:
-        console.print(r.line())
+    console.print(rep.copies.line())
+    console.print(rep.copies.alone())
     console.print(str(png))
 
 

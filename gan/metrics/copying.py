@@ -5,15 +5,19 @@ In a space φ (an extractor's feature layer, or the raw pixels), each image x ha
 
     d(x) = min over t in T of ||φ(x) - φ(t)||₂
 
-The threshold τ is the k-th smallest of the held-out distances d(h), h in H, with k = max(1, ⌊M / 100⌋): fewer than
-1 % of the held-out images lie closer to T than τ. A sample is a copy when d(g) < τ, and
+In one space, the threshold τ is the k-th smallest held-out distance, k = max(1, ⌊M / 100⌋): fewer than 1 % of the
+held-out images lie closer to T than τ, and the copy rate #{g in G : d(g) < τ} / N is the share of samples that lie
+closer to their nearest training image than 99 % of held-out real images lie to theirs. An image as new to T as
+the held-out ones (drawn from the data, independent of T) falls below τ with probability k / (M + 1) ≈ 1 % (its
+distance and the held-out ones are exchangeable); a generator that returns training images scores 100 %.
 
-    copy rate = #{g in G : d(g) < τ} / N
-
-is the share of samples that lie closer to their nearest training image than 99 % of held-out real images lie to
-theirs. An image that is as new to T as the held-out ones are (drawn from the data, independent of T) falls below
-τ with probability k / (M + 1) ≈ 1 % (the held-out distances and its own are exchangeable); a generator that
-returns training images scores 100 %. The interval is Wilson's 95 % score interval for a binomial share of N.
+Two spaces, one number. Each space misses copies the other sees: features react to pixel noise (a speckled copy of
+a training image lies far from it in c10's space), pixels to flatness (a flat sample lies close to the flat training
+images). So a sample counts as a copy when it lies below the threshold in either space, and the thresholds are set
+together: τ_s is the j-th smallest held-out distance in space s, with j the largest for which fewer than k held-out
+images lie below τ_s in some space. With one space this is the rule above (j = k); with two, the held-out images
+below either threshold number U < k, and a new image is counted with probability ≈ (U + 1) / (M + 1) ≤ 1 %, the
+figure reported beside every rate. The interval is Wilson's 95 % score interval for a binomial share of N.
 
 Literature. Meehan, Chaudhuri & Dasgupta (2020, "A non-parametric test to detect data-copying in generative
 models", AISTATS) use the same three samples (T, a held-out test set, G) and the same nearest-training distances;
@@ -65,12 +69,6 @@ def nearest(queries: torch.Tensor, ref: torch.Tensor, k: int = 1, chunk: int = 4
     return exact.gather(1, order), best_i.gather(1, order)
 
 
-def threshold(heldout_d: torch.Tensor) -> tuple[float, int]:
-    """τ and k: the k-th smallest held-out nearest-training distance, k = max(1, ⌊M · PERCENT / 100⌋)."""
-    k = max(1, len(heldout_d) * PERCENT // 100)
-    return float(heldout_d.sort().values[k - 1]), k
-
-
 def wilson(copies: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson's score interval for a binomial share copies / n (95 % by default)."""
     p, zz = copies / n, z * z
@@ -80,20 +78,52 @@ def wilson(copies: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 @dataclass
-class Rate:
-    """The copy rate in one space: its samples' distances to their nearest training images, and the verdict."""
-    space: str  # an extractor's name ("c10", "inception") or "pixels"
-    tag: str  # neighbours/copy_rate<suffix>: the suffix names the extractor, as every metric's does
+class Space:
+    """One space's distances: each sample's nearest training images, each held-out image's nearest distance, and
+    the threshold `tau` that `Copies` sets."""
+    name: str  # an extractor's name ("c10", "inception") or "pixels"
     distances: torch.Tensor  # (N, k) of the samples, nearest first
     indices: torch.Tensor  # (N, k) into the training images
-    tau: float
-    k: int  # τ is the k-th smallest of the M held-out distances
-    heldout: int  # M
-    scale: float = 1.0  # printed distances are raw / scale (pixels: RMS per value)
+    heldout: torch.Tensor  # (M,) the held-out images' nearest-training distances
+    scale: float = 1.0  # shown distances are raw / scale (pixels: RMS per value)
+    tau: float = 0.0
+
+    @property
+    def below(self) -> torch.Tensor:
+        return self.distances[:, 0] < self.tau
+
+
+def space(name: str, samples: torch.Tensor, heldout: torch.Tensor, train: torch.Tensor, k: int = 2,
+          scale: float = 1.0) -> Space:
+    """`samples` and `heldout` against `train`, all three as that space's rows (features, or uint8 images for
+    pixels); each sample keeps its `k` nearest training images for the picture."""
+    d, i = nearest(samples, train, k)
+    return Space(name, d, i, nearest(heldout, train, 1)[0][:, 0], scale)
+
+
+@dataclass
+class Copies:
+    """The copy rate over one or more spaces (module docstring): sets each space's `tau`, then counts."""
+    spaces: list
+    tag: str  # neighbours/copy_rate<suffix>: the suffix names the extractor, as every metric's does
+    k: int = 0  # fewer than k held-out images may lie below a threshold
+    heldout_below: int = 0  # U: those that do, in some space
+
+    def __post_init__(self):
+        m = len(self.spaces[0].heldout)
+        self.k = max(1, m * PERCENT // 100)
+        ordered = [s.heldout.sort().values for s in self.spaces]
+        for j in range(1, m + 1):  # the union below the thresholds only grows with j
+            below = sum((s.heldout < o[j - 1]).int() for s, o in zip(self.spaces, ordered)) > 0
+            if int(below.sum()) >= self.k:
+                break
+            for s, o in zip(self.spaces, ordered):
+                s.tau = float(o[j - 1])
+            self.heldout_below = int(below.sum())
 
     @property
     def copied(self) -> torch.Tensor:
-        return self.distances[:, 0] < self.tau
+        return torch.stack([s.below for s in self.spaces]).any(0)
 
     @property
     def copies(self) -> int:
@@ -101,29 +131,24 @@ class Rate:
 
     @property
     def value(self) -> float:
-        return self.copies / len(self.distances)
+        return self.copies / len(self.copied)
 
     @property
     def interval(self) -> tuple[float, float]:
-        return wilson(self.copies, len(self.distances))
+        return wilson(self.copies, len(self.copied))
 
     @property
     def fresh(self) -> float:
-        """The rate expected of images as new to T as the held-out ones: k / (M + 1)."""
-        return self.k / (self.heldout + 1)
+        """The rate expected of images as new to T as the held-out ones: (U + 1) / (M + 1)."""
+        return (self.heldout_below + 1) / (len(self.spaces[0].heldout) + 1)
 
     def line(self) -> str:
         lo, hi = self.interval
-        name = self.tag.split('/', 1)[1] if self.space != "pixels" else "by pixels (a check)"
-        return (f"{name}: {self.copies}/{len(self.distances)} = {100 * self.value:.1f} % "
-                f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f} %; new images: {100 * self.fresh:.1f} %), "
-                f"threshold {self.tau / self.scale:.4g}")
+        by = " or ".join(f"{s.name} < {s.tau / s.scale:.4g}" for s in self.spaces)
+        return (f"{self.tag.split('/', 1)[1]}: {self.copies}/{len(self.copied)} = {100 * self.value:.1f} % "
+                f"(95 % CI {100 * lo:.1f}-{100 * hi:.1f} %; new images: {100 * self.fresh:.1f} %), {by}")
 
-
-def rate(space: str, tag: str, samples: torch.Tensor, heldout: torch.Tensor, train: torch.Tensor, k: int = 2,
-         scale: float = 1.0) -> Rate:
-    """The copy rate of `samples` in one space, calibrated by `heldout`; all three given in that space's rows
-    (features, or uint8 images for pixels). Keeps each sample's `k` nearest training images for the grid."""
-    d, i = nearest(samples, train, k)
-    tau, kth = threshold(nearest(heldout, train, 1)[0][:, 0])
-    return Rate(space, tag, d, i, tau, kth, len(heldout), scale)
+    def alone(self) -> str:
+        """How many samples each space alone puts below its threshold."""
+        n = len(self.copied)
+        return "below the threshold by " + ", by ".join(f"{s.name} {int(s.below.sum())}/{n}" for s in self.spaces)
