@@ -142,6 +142,8 @@ class Metrics:
     prc: bool = _f(False, "precision and recall (Kynkäänniemi et al. 2019), on each extractor's features")
     classes: bool = _f(True, "class metrics from c10's logits: class coverage (class_entropy) for every run, "
                              "class consistency (class_acc) for conditional runs")
+    neighbours: int = _f(0, "at the end of a completed run, `gan neighbours` on this many samples: copy rate vs "
+                            "held-out real images, grid of their nearest training images; 0 = off", min=0, max=50000)
     extractors: list = _f(["auto"], "feature extractors: inception, c10, or auto (inception when its weights "
                                     "are present, plus c10)", factory=True)
     inception_weights: str = _f("", "path to pt_inception-2015-12-05 weights; env GAN_INCEPTION_WEIGHTS")

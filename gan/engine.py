@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from gan import checkpoint, config as config_mod, device as gdevice, fileio, grids, nets as gnets
-from gan import rundir, runlock, seeding, trainstate, writer
+from gan import neighbours, rundir, runlock, seeding, trainstate, writer
 from gan.augment import DiffAugment
 from gan.config import Config
 from gan.data import content_hash, to_uint8, training_set
@@ -317,6 +317,9 @@ class Trainer:
             except GanError as e:
                 self.rec.failed(e, self.step)
                 raise
+        if done and self.cfg.metrics.neighbours and self.dist.is_main:  # what G copied: gan/neighbours.py
+            neighbours.at_end(self.run_dir, self.cfg, self.nets.G_sample, self.num_classes, self.step, self.rec.tb,
+                              self.log, self.stop)
         self.rec.ended(status, writer.flatten(self.cfg.to_dict()) if done else None, self.history, step=self.step,
                        best=self.best, train_seconds=round(self.train_seconds, 2))
         self.release()

@@ -239,14 +239,32 @@ def pick_class(spec: str, names: list[str], run: Path) -> int:
     raise GanError(f"--class {spec!r}: run '{run}' has no such class (its classes: {shown})")
 
 
+def draw(G, n: int, z_dim: int, num_classes: int, seed: int, device, klass: int | None = None):
+    """n uint8 samples (CPU) of G in eval mode on latents drawn from `seed` on the CPU (the same images for a seed on
+    any device); a conditional G draws its classes in turn, or only `klass`. `gan sample` and `gan neighbours`."""
+    import torch
+
+    from gan.data import to_uint8
+
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, z_dim, generator=gen)
+    y = None if not num_classes else torch.full((n,), klass) if klass is not None else torch.arange(n) % num_classes
+    was = G.training
+    G.eval()
+    try:
+        with torch.inference_mode():
+            return torch.cat([to_uint8(G(zc.to(device), None if y is None else y[i:i + 256].to(device))).cpu()
+                              for i, zc in zip(range(0, n, 256), z.split(256))])
+    finally:
+        G.train(was)
+
+
 def sample(run: Path, n: int = 64, out: Path | None = None, folder: Path | None = None, seed: int = 0,
            which: str = "last", device: str = "auto", klass: str | None = None) -> list[Path]:
     """n samples from a checkpoint as one PNG grid (8 per row) or, with `folder`, n PNG files. Never overwrites.
     A conditional generator draws the classes in turn, or only `klass` (a name or index) when given."""
-    import torch
     from torchvision.utils import save_image
 
-    from gan.data import to_uint8
     from gan.device import pick as pick_device
 
     if n < 1:
@@ -266,12 +284,7 @@ def sample(run: Path, n: int = 64, out: Path | None = None, folder: Path | None 
     clash = next((p for p in targets if p.exists()), None)
     if clash is not None:
         raise GanError(f"'{clash}' already exists: not overwriting it (choose another --out/--folder)")
-    gen = torch.Generator().manual_seed(seed)  # on the CPU: the same images for a seed on any device
-    z = torch.randn(n, g.cfg.model.z_dim, generator=gen)
-    y = None if not g.num_classes else torch.full((n,), k) if k is not None else torch.arange(n) % g.num_classes
-    with torch.inference_mode():
-        x = torch.cat([to_uint8(g.G(zc.to(dev), None if y is None else y[i:i + 256].to(dev))).cpu()
-                       for i, zc in zip(range(0, n, 256), z.split(256))])
+    x = draw(g.G, n, g.cfg.model.z_dim, g.num_classes, seed, dev, k)
     if folder is None:
         writes = [(targets[0], lambda f: save_image(x.float() / 255, f, nrow=8, format="png"))]
     else:

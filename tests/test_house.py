@@ -10,7 +10,7 @@ from pathlib import Path
 GAN = Path(__file__).resolve().parent.parent / "gan"
 TOP = ("gan.__main__", "gan.cli")
 MIDDLE = ("gan.engine", "gan.runs", "gan.compare", "gan.leaderboard", "gan.evaluate", "gan.board", "gan.dashboard",
-          "gan.c10_train", "gan.sweep", "gan.bench")
+          "gan.c10_train", "gan.sweep", "gan.bench", "gan.neighbours")
 # the ground floor's own rule: datasets, models and metrics never reach up to the run's records or its config
 GROUND = ("gan.data", "gan.models", "gan.metrics")
 RECORDS = ("gan.rundir", "gan.writer", "gan.config", "gan.checkpoint")

@@ -1,7 +1,7 @@
 """`gan`: the command line. Bad input is one line on stderr and exit 2, never a traceback.
 
 The commands, by room: train.py (train, resume, validate, list, keys, export), runs.py (runs, compare, eval,
-sample, leaderboard, screenshot), features.py (the c10 extractor's train and check),
+sample, neighbours, leaderboard, screenshot), features.py (the c10 extractor's train and check),
 sweep.py (sweeps: grids × seeds, Optuna searches, their reports).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Commands about runs that exist: list, compare, leaderboard, evaluate, sample, screenshot."""
+"""Commands about runs that exist: list, compare, leaderboard, evaluate, sample, neighbours, screenshot."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from gan import board, compare as cmp, evaluate as ev, leaderboard as lb, summary
+from gan import board, compare as cmp, evaluate as ev, leaderboard as lb, neighbours as nb, summary
 from gan.cli import app
 from gan.errors import GanError, friendly
 from gan.metrics.protocol import EXTRACTOR_SUFFIX
@@ -180,6 +180,35 @@ def sample_cmd(
     """Samples from a checkpoint (EMA generator when there is one): a PNG grid or a folder of PNGs."""
     paths = ev.sample(resolve_run(run, logs), n, out, folder, seed, checkpoint_name, device, klass)
     console.print(str(paths[0]) if folder is None else f"{len(paths)} images in {folder}")
+
+
+@app.command("neighbours")
+@friendly
+def neighbours_cmd(
+    run: str = typer.Argument(..., help=RUN_HELP),
+    n: int = typer.Option(64, "--n", help="generated samples the copy rate counts"),
+    show: int = typer.Option(nb.SHOW, help="samples drawn in the grid, the closest to a training image first"),
+    out: Optional[Path] = typer.Option(None, help="PNG to write (default: <run>/neighbours-<ckpt>-step<S>-seed<seed>"
+                                                  "-n<N>.png, or the first free -1, -2, ...)"),
+    heldout: Optional[str] = typer.Option(None, help="real images the run never trained on (npz file, folder or "
+                                                     "glob; default: the images data.limit/fraction left out, else "
+                                                     "the test split beside the data)"),
+    seed: int = typer.Option(0, help="latent seed (the samples of `gan sample --seed`)"),
+    extractor: Optional[str] = typer.Option(None, help="auto, inception or c10 (default: the run's)"),
+    checkpoint_name: str = typer.Option("last", "--checkpoint", help="last or best"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    logs: Path = LOGS,
+) -> None:
+    """What the generator copied: samples beside their nearest training images (features and pixels) as a PNG and
+    in TensorBoard, and the copy rate against held-out real images (appended to <run>/metrics.json)."""
+    if extractor is not None and extractor not in ("auto", *EXTRACTOR_SUFFIX):
+        raise GanError(f"--extractor {extractor!r}: expected auto, inception or c10")
+    rd = resolve_run(run, logs)
+    rep, png = nb.neighbours(rd, n, show, out, heldout, seed, checkpoint_name, device, extractor)
+    console.print(f"{rd} {checkpoint_name}.pt (step {rep.step}), {n} samples; held out: {rep.protocol['heldout']}")
+    console.print(rep.copies.line())
+    console.print(rep.copies.alone())
+    console.print(str(png))
 
 
 @app.command("screenshot")

@@ -123,23 +123,31 @@ def check_applies(p: Protocol, image_size: int, data_sha256: str, source: str) -
                        f"{CIFAR10_TRAIN_SHA256[:16]}…)")
 
 
+def split_images(root: str, stem: str) -> tuple[np.ndarray, str] | None:
+    """All the CIFAR-10 images of split `stem` ("train" or "test") under `root` as uint8 NHWC and where they came
+    from: `<stem>-*.npz` shards, else torchvision's cifar-10-batches-py; None when neither is there."""
+    from gan.data import load_npz, read_cifar10_batches
+
+    r = Path(root).expanduser()
+    if glob.glob(str(r / f"{stem}-*.npz")):
+        src = str(r / f"{stem}-*.npz")
+        return load_npz(src)[0], src
+    if (r / "cifar-10-batches-py").is_dir():
+        src = str(r / "cifar-10-batches-py" / ("data_batch_*" if stem == "train" else "test_batch"))
+        return read_cifar10_batches(r / "cifar-10-batches-py", Path(src).name)[0], src
+    return None
+
+
 def reference_images(p: Protocol, root: str) -> tuple[np.ndarray, str]:
     """All the CIFAR-10 images of the protocol's split under `root` (train-*.npz / test-*.npz shards, else
     torchvision's cifar-10-batches-py) as uint8 NHWC, and where they came from; refused in one line when there
     are fewer than the protocol needs."""
-    from gan.data import load_npz, read_cifar10_batches
-
-    r = Path(root).expanduser()
     stem = "train" if p.reference == "train" else "test"
-    if glob.glob(str(r / f"{stem}-*.npz")):
-        src = str(r / f"{stem}-*.npz")
-        x = load_npz(src)[0]
-    elif (r / "cifar-10-batches-py").is_dir():
-        src = str(r / "cifar-10-batches-py" / ("data_batch_*" if stem == "train" else "test_batch"))
-        x = read_cifar10_batches(r / "cifar-10-batches-py", Path(src).name)[0]
-    else:
+    found = split_images(root, stem)
+    if found is None:
         raise GanError(f"--protocol {p.name}: no CIFAR-10 {stem} images under '{root}' ({stem}-*.npz shards or "
                        "torchvision's cifar-10-batches-py); give --data DIR")
+    x, src = found
     if len(x) < p.reference_count or x.shape[1:3] != (32, 32):
         raise GanError(f"--protocol {p.name} needs {p.reference_count:,} CIFAR-10 {stem} images (32×32); "
                        f"{src} has {len(x):,} of {x.shape[1]}×{x.shape[2]}: give --data a folder with all of them "
