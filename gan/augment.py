@@ -11,17 +11,7 @@ from __future__ import annotations
 
 import torch
 
-POLICIES = ("color", "translation", "cutout")
-
-
-def parse(policy: str) -> list[str]:
-    """'color,translation' -> ['color', 'translation']; unknown names raise ValueError."""
-    ops = [p.strip() for p in policy.split(",") if p.strip()]
-    bad = [p for p in ops if p not in POLICIES]
-    if bad:
-        raise ValueError(f"unknown DiffAugment op(s) {', '.join(bad)}: expected a comma list out of "
-                         f"{', '.join(POLICIES)}")
-    return ops
+from gan.config import DIFFAUG_OPS as POLICIES, parse_diffaug as parse  # checked with the config, without torch
 
 
 def _u(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:

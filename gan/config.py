@@ -249,10 +249,21 @@ def from_dict(doc: dict, where: str) -> Config:
     return cfg
 
 
+DIFFAUG_OPS = ("color", "translation", "cutout")  # gan/augment.py's ops, in the paper's order
+
+
+def parse_diffaug(policy: str) -> list[str]:
+    """'color,translation' -> ['color', 'translation']; unknown names raise ValueError."""
+    ops = [p.strip() for p in policy.split(",") if p.strip()]
+    bad = [p for p in ops if p not in DIFFAUG_OPS]
+    if bad:
+        raise ValueError(f"unknown DiffAugment op(s) {', '.join(bad)}: expected a comma list out of "
+                         f"{', '.join(DIFFAUG_OPS)}")
+    return ops
+
+
 def cross_check(cfg: Config, where: str) -> None:
     """Rules that involve more than one key."""
-    from gan import augment
-
     _check_arch(cfg, where)
     if cfg.data.dataset in ("npz", "folder") and not cfg.data.path:
         raise GanError(f"{where}: data.path is empty: dataset {cfg.data.dataset!r} needs a path")
@@ -268,7 +279,7 @@ def cross_check(cfg: Config, where: str) -> None:
         raise GanError(f"{where}: [loss.args] is for your own loss (loss.name = \"path/to/losses.py:name\"); "
                        f"{cfg.loss.name!r} takes [loss] keys")
     try:
-        augment.parse(cfg.train.diffaug)
+        parse_diffaug(cfg.train.diffaug)
     except ValueError as e:
         raise GanError(f"{where}: train.diffaug = {cfg.train.diffaug!r}: {e}") from None
     from gan.rundir import check_name

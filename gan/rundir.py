@@ -12,13 +12,15 @@ import platform
 import re
 import subprocess
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from gan import coderecord, fileio, summary
 from gan.errors import GanError
 from gan.metrics import protocol
 from gan.writer import Null, Tracker, headline, hparam_metrics, primary_first, run_layout
+
+if TYPE_CHECKING:  # config checks run names through this module: no torch for them
+    import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,-]*")
@@ -89,6 +91,7 @@ def git_commit() -> str | None:
 
 
 def versions() -> dict:
+    import torch
     import torch_fidelity
     import torchvision
 

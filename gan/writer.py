@@ -6,11 +6,13 @@ import re
 import threading
 import time
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from gan import fileio
 from gan.metrics import protocol
+
+if TYPE_CHECKING:  # the listings import this module for its layout and columns: no torch for them
+    import torch
 
 
 def _quiet_writer_threads(args) -> None:

@@ -104,6 +104,7 @@ def test_report_numbers_equal_the_event_files(grid_sweep, tmp_path):
     assert float(second["welch_p_vs_rank1"]) == pytest.approx(p, rel=1e-9)
     said = " ".join(res.stdout.split())
     assert f"p = {p:.3g}" in said and ("beats the runner-up" in said or "does not beat the runner-up" in said)
+    assert "cores: " in said and "g_lr=1e-4 beside g_lr=2e-4" in said  # who shared the machine (two jobs at once)
 
 
 def test_aggregate_runs_hold_mean_and_std_in_one_tag_family_and_runs_are_hparams_rows(grid_sweep):

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from gan import board, compare as cmp, evaluate as ev, leaderboard as lb, neighbours as nb, summary
+from gan import board, compare as cmp, leaderboard as lb, summary  # no torch: `gan runs` answers at once
 from gan.cli import app
 from gan.errors import GanError, friendly
 from gan.metrics.protocol import EXTRACTOR_SUFFIX
@@ -155,7 +155,9 @@ def eval_cmd(
         raise GanError(f"--extractor {extractor!r}: expected auto, inception or c10")
     if data is not None and protocol is None:
         raise GanError("--data goes with --protocol (without it, the run's own data is the reference)")
-    rd = resolve_run(run, logs)
+    rd = resolve_run(run, logs)  # a wrong name is said before torch loads
+    from gan import evaluate as ev
+
     rec = ev.evaluate(rd, checkpoint_name, samples, metrics, device, [extractor] if extractor else None,
                       preset=protocol, data=data)
     console.print(f"{rd} {checkpoint_name}.pt (step {rec['step']}), {rec['samples']} samples: {ev.describe(rec)}")
@@ -178,6 +180,8 @@ def sample_cmd(
     logs: Path = LOGS,
 ) -> None:
     """Samples from a checkpoint (EMA generator when there is one): a PNG grid or a folder of PNGs."""
+    from gan import evaluate as ev
+
     paths = ev.sample(resolve_run(run, logs), n, out, folder, seed, checkpoint_name, device, klass)
     console.print(str(paths[0]) if folder is None else f"{len(paths)} images in {folder}")
 
@@ -187,7 +191,7 @@ def sample_cmd(
 def neighbours_cmd(
     run: str = typer.Argument(..., help=RUN_HELP),
     n: int = typer.Option(64, "--n", help="generated samples the copy rate counts"),
-    show: int = typer.Option(nb.SHOW, help="samples drawn in the grid, the closest to a training image first"),
+    show: int = typer.Option(64, help="samples drawn in the grid, the closest to a training image first"),
     out: Optional[Path] = typer.Option(None, help="PNG to write (default: <run>/neighbours-<ckpt>-step<S>-seed<seed>"
                                                   "-n<N>.png, or the first free -1, -2, ...)"),
     heldout: Optional[str] = typer.Option(None, help="real images the run never trained on (npz file, folder or "
@@ -204,6 +208,8 @@ def neighbours_cmd(
     if extractor is not None and extractor not in ("auto", *EXTRACTOR_SUFFIX):
         raise GanError(f"--extractor {extractor!r}: expected auto, inception or c10")
     rd = resolve_run(run, logs)
+    from gan import neighbours as nb
+
     rep, png = nb.neighbours(rd, n, show, out, heldout, seed, checkpoint_name, device, extractor)
     console.print(f"{rd} {checkpoint_name}.pt (step {rep.step}), {n} samples; held out: {rep.protocol['heldout']}")
     console.print(rep.copies.line())

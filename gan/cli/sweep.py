@@ -50,6 +50,8 @@ def _report(man, csv_path: Path | None) -> None:
     say_rebuilt()
     console.print(f"primary metric: {rep.tag or 'none'} ({rep.why})")
     console.print(f"[bold]verdict[/]: {rep.verdict}")
+    if rep.cores:
+        console.print(rep.cores)
     if man.data.get("search"):
         from gan.sweep.search import importances
 

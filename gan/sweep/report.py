@@ -27,6 +27,7 @@ from gan import fileio, summary, writer
 from gan.metrics import protocol
 from gan.events import Series, has_events, load_scalars
 from gan.runs import fmt_duration
+from gan.sweep import sharing
 from gan.sweep.grid import safe_name
 from gan.sweep.manifest import Manifest, run_info
 
@@ -82,6 +83,7 @@ class Report:
     why: str
     rows: list  # Row, ranked
     verdict: str
+    cores: str = ""  # who shared the machine with whom (gan/sweep/sharing.py): an equal-time comparison's confound
 
 
 def collect(man: Manifest) -> Report:
@@ -97,7 +99,8 @@ def collect(man: Manifest) -> Report:
         rows[e["setting"]].runs.append(r)
     lower = not (prim.tag and protocol.higher_is_better(prim.tag))
     ranked = sorted(rows.values(), key=lambda r: (r.mean is None, (r.mean if lower else -r.mean) if r.n else 0))
-    return Report(prim.tag, prim.why, ranked, verdict(ranked))
+    shared = sharing.verdict(*sharing.matrix([(e["setting"], run_info(man.run_dir(e))) for e in man.runs]))
+    return Report(prim.tag, prim.why, ranked, verdict(ranked), shared)
 
 
 def welch(a: list[float], b: list[float]) -> float | None:
