@@ -93,8 +93,9 @@ def test_two_processes_train_like_one_and_only_rank0_writes(tmp_path, tiny_npz, 
     assert "2 processes (gloo, cpu, 8 images each, sync BatchNorm)" in " ".join(r.stdout.split())  # rich wraps lines
     files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
     assert len([f for f in files if f.startswith("events.out.tfevents")]) == 1, files
-    assert [f for f in files if not f.startswith("events.")] == [
-        ".lock", "checkpoints/last.pt", "checkpoints/last.pt.prev", "config.toml", "run.json"], files
+    kept = [f for f in files if not f.startswith("events.") and f != "code.patch"]  # code.patch: a dirty checkout
+    assert kept == [".lock", "checkpoints/last.pt", "checkpoints/last.pt.prev", "config.toml", "run.json",
+                    "summary.jsonl"], files
     assert json.loads((run / ".lock").read_text())["pid"] != os.getpid()  # rank 0 held the run (gan.runlock)
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed" and info["step"] == 20

@@ -49,8 +49,8 @@ def test_parameter_counts(name):
 def test_three_steps_log_to_tensorboard(name, tmp_path, tiny_npz):
     c = config.load(name, ["data.dataset=npz", f"data.path={tiny_npz}", "train.epochs=0", "train.steps=3",
                            "train.precision='fp32'",
-                           "optim.batch_size=4", "optim.n_dis=1", "train.log_every=1",
-                           "metrics.enabled=false"])  # n_dis 1 keeps the big models' 3 steps short on CPU
+                           "optim.batch_size=4", "optim.g_batch_size=0", "optim.n_dis=1", "train.log_every=1",
+                           "metrics.enabled=false"])  # n_dis 1 and G's batch = D's keep the big models' 3 steps short
     r = Trainer(c, device="cpu", logs=tmp_path, quiet=True).run()
     assert r.status == "completed" and r.step == 3
     ea = events(r.run_dir)

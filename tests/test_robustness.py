@@ -316,6 +316,8 @@ def _valid(sec: str, k: str, f, cfg: dict):
         return st.floats(lo if lo is not None else -1e6, hi if hi is not None else 1e6, exclude_min=m["min_open"])
     if t == "str":
         return _text
+    if t == "dict":
+        return st.just({})  # [model.args]/[loss.args]: only for your own model or loss (tests/test_usercode.py)
     return st.lists(_text, max_size=3)
 
 
@@ -325,7 +327,8 @@ def _invalid(sec: str, k: str, f):
     wrong = {"bool": st.one_of(st.integers(), _text), "int": st.one_of(st.booleans(), _text, st.floats()),
              "float": st.one_of(st.booleans(), _text, st.sampled_from([float("nan"), float("inf")])),
              "str": st.one_of(st.integers(), st.lists(_text, max_size=2)),
-             "list": st.one_of(_text, st.lists(st.integers(), min_size=1, max_size=2))}[t]
+             "list": st.one_of(_text, st.lists(st.integers(), min_size=1, max_size=2)),
+             "dict": st.one_of(_text, st.integers(), st.lists(st.integers(), min_size=1, max_size=2))}[t]
     bad = [wrong]
     if m["choices"] is not None:
         bad.append(_text.filter(lambda v: v not in m["choices"]))

@@ -38,8 +38,7 @@ def see_it(run_dir: Path) -> str:
     tb = Path(sys.executable).parent / "tensorboard"
     tb = str(tb) if tb.is_file() else shutil.which("tensorboard") or f"{sys.executable} -m tensorboard.main"
     here = Path.cwd()
-    full = logs.resolve()
-    shown = str(full.relative_to(here.resolve())) if full.is_relative_to(here.resolve()) else str(full)
+    shown = str(logs)  # as the run was given it: relative to where it was started, or absolute
     cmd = f"{tb} --logdir {shown}"
     if shown == "logs" and (here / "Makefile").is_file() and "tensorboard:" in (here / "Makefile").read_text():
         return f"make tensorboard  (or: {cmd})"
