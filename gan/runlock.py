@@ -91,20 +91,15 @@ def acquire(run: Path, fresh: bool = False) -> RunLock:
     except OSError as e:
         raise GanError(f"cannot open the run's lock '{path}' ({e.strerror})") from None
     f = os.fdopen(fd, "r+b")
-    deadline = time.monotonic() + RETRY_S
-    while True:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                f.close()
-                raise GanError(f"cannot lock '{path}' ({e.strerror}): this filesystem offers no locks") from None
-            if time.monotonic() >= deadline:
-                holder = _read(f)
-                f.close()
-                raise Held(Path(run), holder) from None
-            time.sleep(0.05)
+    try:
+        got = _lock_within(f, path, RETRY_S)
+    except GanError:
+        f.close()
+        raise
+    if not got:
+        holder = _read(f)
+        f.close()
+        raise Held(Path(run), holder) from None
     if fresh and any(p.name != FILE for p in Path(run).iterdir()):
         f.close()
         raise GanError(f"--run-dir '{run}' exists and is not empty: not overwriting it")
@@ -117,6 +112,21 @@ def acquire(run: Path, fresh: bool = False) -> RunLock:
         if e.errno is None:
             raise
     return RunLock(Path(run), f)
+
+
+def _lock_within(f, path: Path, seconds: float) -> bool:
+    """flock `f` exclusively, retrying for `seconds`: True once held, False when someone else still holds it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise GanError(f"cannot lock '{path}' ({e.strerror}): this filesystem offers no locks") from None
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -139,18 +149,9 @@ def records(run: Path):
     except OSError as e:
         raise GanError(f"cannot open the run's records lock '{path}' ({e.strerror})") from None
     with f:
-        deadline = time.monotonic() + RECORDS_WAIT_S
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise GanError(f"cannot lock '{path}' ({e.strerror}): this filesystem offers no locks") from None
-                if time.monotonic() >= deadline:
-                    raise GanError(f"run '{run}': another command has been writing its records for "
-                                   f"{RECORDS_WAIT_S:.0f} s ({describe(_read(f))}); try again when it is done") from None
-                time.sleep(0.05)
+        if not _lock_within(f, path, RECORDS_WAIT_S):
+            raise GanError(f"run '{run}': another command has been writing its records for "
+                           f"{RECORDS_WAIT_S:.0f} s ({describe(_read(f))}); try again when it is done") from None
         with contextlib.suppress(OSError):
             f.seek(0)
             f.truncate()
