@@ -277,6 +277,7 @@ def test_scale_and_disk_sections(tmp_path, tiny_npz):
             assert (c["before"] is not None) == (n == "2") and (n == "2" or c["before_extrapolated"] > 0)
     v = verdicts(report)
     assert v["scale_runs_warm"]["status"] == v["scale_leaderboard_warm"]["status"] == "n/a"  # tiny lists 4 runs
+    assert v["cli_help"]["status"] == "n/a"  # in-process: no start-up to time
     assert "s cpu), extrapolated |" in md and "| 4 |" in md
     d = report["sections"]["disk"]["data"]["disk"]
     for exp in ("baseline", "best"):

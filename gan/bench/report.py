@@ -52,6 +52,8 @@ TARGETS = (
            "<", 2.0, "s", "issue 32 (a run index that costs nothing to read)", "scale"),
     Target("scale_leaderboard_warm", "`gan leaderboard` over 1,000 runs of 100k steps, warm, start-up included",
            "<", 2.0, "s", "issue 32 (a run index that costs nothing to read)", "scale"),
+    Target("cli_help", "`gan --help` as a subprocess (no torch imported: tests/test_startup.py)", "<", 0.5, "s",
+           "issue 32 (a command line that answers at once)", "scale"),
     Target("fid_levers", "largest FID_c10 change of a numerics-changing lever (channels_last, dense_gemm, compile, "
                          "bf16, TF32) on the same samples", "<", 0.01, "%", "issue \"One house\" item 4 (levers may not "
                                                                        "change results)", "fidcheck"),

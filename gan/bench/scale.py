@@ -143,8 +143,9 @@ def run(ctx: Context) -> None:
     empty = [] if inproc else [timed(["runs", "--logs", str(ctx.tmp / "scale-none")])[:2]
                                for _ in range(p.scale_rounds)]  # the whole command, over no runs
     none = (statistics.median(w for w, _ in empty), statistics.median(c for _, c in empty)) if empty else None
+    helps = [] if inproc else [timed(["--help"])[:2] for _ in range(p.scale_rounds)]  # what a user types first
     rows, data = [], {"steps": p.scale_steps, "event_bytes": sizes["events"], "template_write_s": write_s,
-                      "scan_one_s": scan_s, "import_s": imports, "no_runs_s": empty,
+                      "scan_one_s": scan_s, "import_s": imports, "no_runs_s": empty, "help_s": helps,
                       "counts": {}}
     for n in p.scale_counts:
         logs = make_runs(template, ctx.tmp / f"scale-{n}", n)
@@ -206,6 +207,11 @@ def run(ctx: Context) -> None:
            f"event files read by gan/eventfile.py alone: {scan_s * 1000:,.0f} ms; by TensorBoard's "
            "EventAccumulator: the before column)", "")
     data["per_run_cold_ms"], data["per_run_cold_cpu_ms"] = per_run, per_run_cpu
+    if helps:  # no torch on its path (tests/test_startup.py): what is left is Python, typer and rich
+        rep.measure("cli_help", statistics.median(w for w, _ in helps), f"`python -m gan --help`, cpu "
+                    f"{statistics.median(c for _, c in helps):.2f} s", samples=[w for w, _ in helps])
+    else:
+        rep.measure("cli_help", None, "tiny profile: in-process")
     rep.data(scale=data)
     for cmd in COMMANDS:
         key = f"scale_{cmd}_warm"
