@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from gan import board, compare as cmp, leaderboard as lb, summary  # no torch: `gan runs` answers at once
+from gan import summary  # the rest where a command needs it: `gan --help` and `gan runs` answer at once
 from gan.cli import app
 from gan.errors import GanError, friendly
 from gan.metrics.protocol import EXTRACTOR_SUFFIX
@@ -81,6 +81,8 @@ def compare_cmd(
     if grids and (metric, extractor, x, allow_mixed, csv_) != ("fid", "auto", "step", False, None):
         raise GanError("--grids labels each grid with the run's primary metric: drop --metric, --extractor, --x, "
                        "--allow-mixed and --csv")
+    from gan import compare as cmp
+
     dirs = gather(runs, exp, logs)
     groups: list = [setting_of(d) for d in dirs]  # a sweep's runs band by their setting, not their experiment
     if sweep is not None:
@@ -118,6 +120,8 @@ def leaderboard_cmd(
     logs: Path = LOGS,
 ) -> None:
     """Runs ranked by the primary metric: model, device, img/s, best of each metric, time to thresholds."""
+    from gan import leaderboard as lb
+
     thresholds = lb.parse_at(at)
     dirs = gather(runs, exp, logs) if runs or exp else find_runs(logs)
     b = lb.leaderboard(dirs, thresholds)
@@ -226,4 +230,6 @@ def screenshot_cmd(
     page: str = typer.Option("timeseries", help="TensorBoard page: timeseries, scalars, custom_scalars, ..."),
 ) -> None:
     """Screenshot TensorBoard (headless chromium) for the runs under logs/."""
+    from gan import board
+
     console.print(str(board.screenshot(logs, out, port, page)))
