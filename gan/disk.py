@@ -1,6 +1,6 @@
 """What a run folder holds on disk, by kind (`gan runs --disk`): the bytes a user plans for.
 
-Kinds: `events` (TensorBoard's event files), `checkpoints` (checkpoints/: last.pt, its .prev, best.pt, damaged copies
+Kinds: `events` (TensorBoard's event files), `checkpoints` (checkpoints/: last.pt, best.pt, each one's .prev, damaged copies
 kept aside), `pngs` (results/: the grids `train.save_png` writes), `samples` (what `gan sample` and exports leave
 in the folder: samples-*.png, netG*.pth/netD*.pth), `other` (run.json, config.toml, summary.jsonl, metrics.json,
 the lock...). A file with two names (a hard link: last.pt and last.pt.prev after a rotation cut short) is

@@ -40,7 +40,8 @@ def _machine_ticks() -> tuple[int, int, int] | None:
 
 
 def _tree_ticks(root: int) -> int:
-    """CPU ticks (user + system) of process `root` and its live descendants (e.g. DataLoader workers)."""
+    """CPU ticks (user + system) of process `root` and its descendants: the live ones (e.g. DataLoader workers) and,
+    through each live process's cutime + cstime, those it has already waited for (a timed subprocess)."""
     parent, ticks = {}, {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -50,7 +51,7 @@ def _tree_ticks(root: int) -> int:
                 rest = f.read().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        parent[int(d)], ticks[int(d)] = int(rest[1]), int(rest[11]) + int(rest[12])
+        parent[int(d)], ticks[int(d)] = int(rest[1]), sum(int(x) for x in rest[11:15])
     keep, total = {root}, 0
     for pid in sorted(parent):  # children have larger pids, except after a pid wrap: then they are missed
         if pid == root or parent[pid] in keep:
