@@ -7,7 +7,7 @@ EXP ?= baseline
 SHARED := $(abspath ../shared/data/cifar10)
 export GAN_DATA_ROOT ?= $(if $(wildcard $(SHARED)/train-*.npz),$(SHARED),data)
 
-.PHONY: install chromium train test tensorboard bench bench-quality screenshot kills sweep-timing sweep-evidence \
+.PHONY: install chromium train test test-long tensorboard bench bench-quality screenshot kills sweep-timing sweep-evidence \
 	soak gpu-check
 
 $(VENV): pyproject.toml
@@ -34,7 +34,11 @@ train: $(VENV)
 	$(PY) -m gan train $(EXP) $(ARGS)
 
 test: $(VENV) chromium
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not long" $(PYTEST_ARGS)
+
+# The tests marked `long` (stress loops, the soak's and gpu-check's own runs): minutes each, not in CI.
+test-long: $(VENV) chromium
+	$(PY) -m pytest -q -m long $(PYTEST_ARGS)
 
 tensorboard: $(VENV)
 	$(PY) -m tensorboard.main --logdir logs --host 127.0.0.1 --port $${PORT:-6006}
@@ -56,7 +60,8 @@ sweep-timing: $(VENV)
 sweep-evidence: $(VENV)
 	$(PY) -m gan.sweep.evidence real $(ARGS)
 
-# 20 SIGKILLs at random moments, each resumed; the final state equals an unbroken run's bit for bit (CI runs 5).
+# 20 SIGKILLs at random moments, each resumed; the final state equals an unbroken run's bit for bit (make test-long
+# runs 5; CI kills once, in tests/test_robustness.py and tests/test_summary.py).
 kills: $(VENV)
 	GAN_KILLS=20 $(PY) -m pytest -q tests/test_kills.py $(PYTEST_ARGS)
 

@@ -93,7 +93,9 @@ class Tracker:
               if isinstance(v, (bool, int, float, str))}  # booleans as "true"/"false", not 1.0/0.0
         exp, ssi, sei = hparams(hp, {k: 0.0 for k in metrics})
         _first_columns(exp)
-        for s in (exp, ssi, sei):
+        # TensorBoard takes the table's columns from whichever run's experiment summary it meets first: a run with
+        # no metric columns (metrics off) writes none, so it cannot hide every other run's FID columns
+        for s in ((exp, ssi, sei) if metrics else (ssi, sei)):
             self._safe(lambda: self.writer.file_writer.add_summary(s, step))
         self.scalars({k: float(v) for k, v in metrics.items() if v is not None}, step)
         self.flush()

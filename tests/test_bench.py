@@ -116,6 +116,7 @@ def test_metrics_section(tmp_path, tiny_npz):
     assert verdicts(report)["metrics_share"]["n"] == 2  # the tiny profile's evaluation rounds
 
 
+@pytest.mark.long
 def test_memory_section(tmp_path, tiny_npz):
     code, report, md = bench(tmp_path, tiny_npz, "--sections", "memory")
     assert code == 0, md
@@ -251,6 +252,7 @@ def test_the_process_tree_counts_children_it_has_waited_for():
     assert machine._tree_ticks(os.getpid()) - before >= 0.45 * machine.HZ
 
 
+@pytest.mark.long
 def test_flops_section_counts_per_image_and_shares_of_its_own_ceiling(tmp_path, tiny_npz):
     from gan.bench.context import PROFILES, Context, find_data
     from gan.bench.flops import flops_per_image

@@ -133,6 +133,7 @@ def _workers(pid: int) -> dict[int, int]:
     return out
 
 
+@pytest.mark.long
 def test_killed_rank_stops_the_job_in_bounded_time_and_the_run_resumes(tmp_path, tiny_npz):
     exp = tiny_toml(tmp_path / "long.toml", tiny_npz, train={"steps": 150, "log_every": 10, "image_every": 50,
                                                              "checkpoint_every": 5})
@@ -185,6 +186,7 @@ def test_two_process_checkpoint_resumes_in_one_process_on_the_same_trajectory(tm
     assert worst < TOL
 
 
+@pytest.mark.long
 def test_one_process_checkpoint_resumes_on_two_processes_on_the_same_trajectory(tmp_path, tiny_npz, one_process):
     logs = tmp_path / "logs"
     r = gan_cli("train", cfg(tmp_path, tiny_npz, steps=10), "--device", "cpu", "--logs", logs, env=ENV)
@@ -201,6 +203,7 @@ def test_one_process_checkpoint_resumes_on_two_processes_on_the_same_trajectory(
     assert worst < TOL
 
 
+@pytest.mark.long
 def test_ctrl_c_stops_every_rank_on_the_same_step_with_a_checkpoint(tmp_path, tiny_npz):
     exp = tiny_toml(tmp_path / "long.toml", tiny_npz, train={"steps": 150, "log_every": 5, "image_every": 50,
                                                              "checkpoint_every": 5})

@@ -143,6 +143,7 @@ def test_heldout_reference_is_the_shard_c10_never_saw(tmp_path):
 
 
 @needs_data
+@pytest.mark.long
 def test_distortions_rank_as_expected():
     x, _ = _nchw(SHARED / "train-00.npz", 1000)
     fid = dict(features.distortion_table(x, 500, log=lambda *a: None))

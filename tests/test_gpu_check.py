@@ -12,6 +12,7 @@ from gan.bench import gpu_check
 from gan.bench.machine import cpu
 
 
+@pytest.mark.long
 def test_tiny_profile_prints_every_figure_with_the_device(tmp_path, tiny_npz, capsys):
     code = gpu_check.main(["--profile", "tiny", "--data", str(tiny_npz), "--out", str(tmp_path / "out")])
     text = capsys.readouterr().out

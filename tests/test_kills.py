@@ -3,7 +3,7 @@ the rotation, a run.json write) and resumed each time ends bit for bit where an 
 optimiser state, sampler and RNG, metric history, best.pt and every TensorBoard scalar.
 
 The kills come from the run itself at a named moment (GAN_TEST_AT, see gan/stop.py): a real SIGKILL at a moment
-chosen at random, reproducible from the seed printed. CI runs GAN_KILLS=5; `make kills` runs 20.
+chosen at random, reproducible from the seed printed. `make test-long` runs GAN_KILLS=5, `make kills` 20 (not in CI).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from gan import checkpoint
@@ -83,6 +84,7 @@ def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in ea.Tags()["scalars"] if t not in TIMING}
 
 
+@pytest.mark.long
 def test_many_random_sigkills_then_resume_end_bit_identical(tmp_path, tiny_npz):
     seed = int(os.environ.get("GAN_KILLS_SEED") or random.SystemRandom().randrange(10**6))
     rng = random.Random(seed)

@@ -79,6 +79,7 @@ def test_sigkill_then_resume_gives_identical_weights(tmp_path, long_tiny):
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.long
 def test_sigint_checkpoints_marks_interrupted_and_resumes(tmp_path, long_tiny):
     p = start(["train", long_tiny, "--device", "cpu", "--logs", tmp_path / "logs"], tmp_path)
     try:

@@ -57,6 +57,7 @@ def test_verdicts_flag_what_grows_without_need():
     assert bad["list:history"]["ok"] and {f.key for f in FIGURES} <= set(bad)
 
 
+@pytest.mark.long
 def test_tiny_soak_writes_its_table_and_bounds_the_loss_log(tmp_path, tiny_npz, capsys):
     out = tmp_path / "out"
     code = main(["--profile", "tiny", "--data", str(tiny_npz), "--out", str(out), "--resume-tries", "1"])

@@ -323,6 +323,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.long
 def test_ctrl_c_then_sigkill_then_resume_ends_with_the_uninterrupted_weights(grid_sweep, exp, tmp_path):
     _, ref = grid_sweep
     logs = tmp_path / "logs"
@@ -413,6 +414,7 @@ def test_a_job_gets_its_threads_and_gpu_in_its_environment(tmp_path):
     assert s.job(man.runs[0], "resume", Slot(0, 4, None)).env["OMP_NUM_THREADS"] == "4"
 
 
+@pytest.mark.long
 def test_a_sweep_records_its_data_root_and_its_runs_keep_it_from_any_shell(exp, tmp_path, monkeypatch):
     """Seen in a real search: `gan sweep --resume` from a shell without GAN_DATA_ROOT started every new trial on
     no data (each failed at step 0, spending the search's trials)."""
@@ -436,6 +438,7 @@ def test_a_sweep_records_its_data_root_and_its_runs_keep_it_from_any_shell(exp, 
         f"{str(tmp_path / 'elsewhere')!r}"]
 
 
+@pytest.mark.long
 def test_two_runs_failing_alike_before_training_stop_the_sweep_and_resume_starts_them(exp, tmp_path, tiny_npz):
     """Four runs whose data is missing: the sweep stops after the second same failure, not after all four; once
     the data is there, --resume starts the failed and the unstarted ones."""
